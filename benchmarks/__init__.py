@@ -1,0 +1,1 @@
+"""Benchmark harness (installed as kd_edge.benchmarks): latency and memory here, over ssh, on phones."""

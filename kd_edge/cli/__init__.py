@@ -1,0 +1,129 @@
+"""The ``kd-edge`` command line.
+
+Sub-commands live in their own modules and are imported only when invoked, so ``kd-edge --help``
+answers without importing TensorFlow. Exit codes: 0 ok, 1 failure, 2 usage error.
+"""
+import importlib
+import logging
+import os
+import sys
+import traceback
+import warnings
+
+import click
+
+from kd_edge import __version__
+from kd_edge.errors import KdEdgeError
+
+# name -> ("module:attribute", one-line help shown by ``kd-edge --help``)
+COMMANDS = {
+    "data": ("kd_edge.cli.data:data", "Synthesise blurred/sharp datasets and check DBlur-layout folders."),
+    "models": ("kd_edge.cli.models:models", "List every architecture with its parameters and GMACs."),
+    "train-teacher": ("kd_edge.cli.train:train_teacher", "Train a teacher model on a DBlur-layout or synthetic dataset."),
+    "distill": ("kd_edge.cli.train:distill", "Distil a teacher into a small student (or train it alone)."),
+    "prune": ("kd_edge.cli.compress:prune", "Prune a model: tfmot sparsity or real filter removal."),
+    "quantize": ("kd_edge.cli.compress:quantize", "Quantization-aware training, or check which layers quantize."),
+    "convert": ("kd_edge.cli.convert:convert", "Convert a model to TFLite, ONNX or Core ML with a parity gate."),
+    "bench": ("kd_edge.cli.bench:bench", "Benchmark latency and memory here, over ssh or on a phone."),
+    "deblur": ("kd_edge.cli.deblur:deblur", "Deblur images of any size with tiled inference."),
+    "eval": ("kd_edge.cli.eval:evaluate", "PSNR/SSIM evaluation and a report for any set of models."),
+    "run": ("kd_edge.cli.run:run", "The whole job on the embedded default model (what `make run` does)."),
+}
+
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
+
+_state = {"debug": False}
+
+
+class LazyGroup(click.Group):
+    """A group whose commands are imported on first use."""
+
+    def list_commands(self, ctx):
+        return list(COMMANDS)
+
+    def get_command(self, ctx, name):
+        if name not in COMMANDS:
+            return None
+        target, _ = COMMANDS[name]
+        module_name, attr = target.split(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name == module_name:
+                return _missing_command(name)
+            raise
+        return getattr(module, attr)
+
+    def format_commands(self, ctx, formatter):
+        rows = [(name, help_line) for name, (_, help_line) in COMMANDS.items()]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+def _missing_command(name):
+    @click.command(name=name, context_settings=CONTEXT_SETTINGS)
+    def _stub():
+        raise KdEdgeError(f"'{name}' is not available in this build of kd-edge")
+
+    return _stub
+
+
+def configure_logging(verbose: bool):
+    """Quiet TensorFlow/absl start-up noise unless --verbose. Must run before TensorFlow is imported."""
+    if verbose:
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
+        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+        return
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"(tensorflow|tf_keras|keras|coremltools|tf2onnx).*")
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    for noisy in ("tensorflow", "absl", "tf2onnx", "coremltools", "h5py"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+
+
+@click.group(cls=LazyGroup, context_settings=CONTEXT_SETTINGS)
+@click.version_option(__version__, "--version", prog_name="kd-edge")
+@click.option("-v", "--verbose", is_flag=True, help="Show TensorFlow and converter logs.")
+@click.option("--debug", is_flag=True, help="Show the full traceback on errors.")
+def cli(verbose, debug):
+    """kd-edge: from a deblurring model to a phone, with proof of what it costs and keeps."""
+    _state["debug"] = debug
+    configure_logging(verbose)
+
+
+def main(argv=None):
+    """Console entry point. Turns errors into one line and the documented exit codes."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    _state["debug"] = "--debug" in argv
+    try:
+        rv = cli.main(args=argv, prog_name="kd-edge", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        return _exit(exc.exit_code)
+    except click.Abort:
+        click.echo("kd-edge: aborted", err=True)
+        return _exit(1)
+    except click.ClickException as exc:  # usage errors: click prints them, exit 2
+        exc.show()
+        return _exit(exc.exit_code)
+    except KdEdgeError as exc:
+        if _state["debug"]:
+            traceback.print_exc()
+        click.echo(f"kd-edge: error: {exc}", err=True)
+        return _exit(1)
+    except KeyboardInterrupt:
+        click.echo("kd-edge: interrupted", err=True)
+        return _exit(130)
+    except Exception as exc:  # noqa: BLE001 - last resort: one line, traceback on --debug
+        if _state["debug"]:
+            traceback.print_exc()
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        click.echo(f"kd-edge: error: {type(exc).__name__}: {first} (run with --debug for the traceback)", err=True)
+        return _exit(1)
+    return _exit(rv if isinstance(rv, int) else 0)
+
+
+def _exit(code):
+    sys.exit(code)

@@ -1,0 +1,1 @@
+"""Compression: tfmot pruning, real filter removal, quantization-aware training, calibration."""

@@ -1,0 +1,1 @@
+"""DBlur-layout data: pair discovery and checks, tf.data pipelines, synthetic blur."""

@@ -1,0 +1,1 @@
+"""Teacher training and teacher-to-student knowledge distillation."""

@@ -1,0 +1,1 @@
+"""Model zoo: seed reference networks and NAFNet-style edge students."""

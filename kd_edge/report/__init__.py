@@ -1,0 +1,1 @@
+"""Evaluation reports: per-image metrics, distributions, qualitative figures."""
