@@ -1,0 +1,141 @@
+"""Model complexity: parameters, multiply-accumulates (MACs), stride and feature layers.
+
+``count_macs`` counts the multiply-accumulates of conv-like ops only: Conv2D, DepthwiseConv2D,
+Conv2DTranspose and Dense/MatMul, per image (batch 1), computed analytically from the static
+shapes of the model traced at ``height x width`` (``MACs = H_out * W_out * C_out * k_h * k_w * C_in``
+for a convolution, ``H_out * W_out * C * k_h * k_w * multiplier`` for a depthwise one). Element-wise
+ops (adds, gates, attention multiplies, activations), pooling and depth_to_space are not counted;
+they are a few percent of the total for the zoo's networks. Works on wrapped models too (tfmot
+pruning/QAT wrappers) because it reads the traced graph, not the layer types.
+"""
+import kd_edge  # noqa: F401
+
+import numpy as np
+
+_CONV_OPS = ("Conv2D", "Conv2DBackpropInput", "DepthwiseConv2dNative", "MatMul", "BatchMatMulV2", "BatchMatMul",
+             "BatchMatMulV3", "_FusedConv2D", "_FusedMatMul")
+
+
+def count_params(model) -> int:
+    """Total number of parameters (trainable and not, e.g. BatchNorm statistics)."""
+    return int(model.count_params())
+
+
+def trainable_params(model) -> int:
+    return int(sum(int(np.prod(w.shape)) for w in model.trainable_weights))
+
+
+def _wrapped(layer):
+    """The layer inside tfmot wrappers (PruneLowMagnitude, QuantizeWrapper) or the layer itself."""
+    while hasattr(layer, "layer") and layer.__class__.__name__ in (
+        "PruneLowMagnitude", "QuantizeWrapper", "QuantizeWrapperV2", "QuantizeAnnotate"
+    ):
+        layer = layer.layer
+    return layer
+
+
+def model_stride(model) -> int:
+    """Total down-sampling factor: the product of the strides of every strided conv/pooling layer.
+
+    An input's height and width must be multiples of it. Exact for the zoo's U-Nets (encoder strides are
+    sequential); recorded in each manifest as ``stride``.
+    """
+    stride = 1
+    for layer in model.layers:
+        inner = _wrapped(layer)
+        if inner.__class__.__name__.startswith("Global"):
+            continue
+        strides = getattr(inner, "strides", None)
+        if strides is None:
+            continue
+        strides = tuple(strides) if isinstance(strides, (tuple, list)) else (strides, strides)
+        stride *= max(int(s) for s in strides)
+    return stride
+
+
+def _graph_macs(graph):
+    total = 0
+    for op in graph.get_operations():
+        if op.type not in _CONV_OPS:
+            continue
+        out = op.outputs[0].shape
+        if op.type in ("MatMul", "_FusedMatMul", "BatchMatMul", "BatchMatMulV2", "BatchMatMulV3"):
+            a, b = op.inputs[0].shape, op.inputs[1].shape
+            if not (a.is_fully_defined() and b.is_fully_defined()):
+                continue
+            transpose_a = op.get_attr("transpose_a") if "transpose_a" in op.node_def.attr else False
+            inner = a[-2] if transpose_a else a[-1]
+            total += int(np.prod(out.as_list())) * int(inner)
+            continue
+        filt = op.inputs[1].shape
+        if op.type == "Conv2DBackpropInput":
+            filt = op.inputs[1].shape
+            x = op.inputs[2].shape  # gradient input: the small tensor
+            if not (filt.is_fully_defined() and x.is_fully_defined()):
+                continue
+            kh, kw, _, cin = filt.as_list()
+            total += int(np.prod(x.as_list()[:-1])) * kh * kw * cin * filt[2]
+            continue
+        if not (filt.is_fully_defined() and out.is_fully_defined()):
+            continue
+        kh, kw, cin, cout = filt.as_list()
+        n, ho, wo, c = out.as_list()
+        if op.type == "DepthwiseConv2dNative":
+            total += n * ho * wo * c * kh * kw  # c == cin * multiplier
+        else:
+            total += n * ho * wo * cout * kh * kw * cin
+    return total
+
+
+def count_macs(model, height=256, width=256) -> int:
+    """Multiply-accumulates of the conv-like layers for one ``height x width`` image (see module doc)."""
+    import tensorflow as tf
+
+    channels = model.inputs[0].shape[-1] or 3
+    fixed = model.inputs[0].shape[1:3]
+    if all(d is not None for d in fixed) and tuple(fixed) != (height, width):
+        # a fixed-size model: count at its own size and scale (conv MACs are linear in the pixel count)
+        macs = count_macs(model, int(fixed[0]), int(fixed[1]))
+        return int(round(macs * (height * width) / (int(fixed[0]) * int(fixed[1]))))
+
+    @tf.function
+    def forward(x):
+        return model(x, training=False)
+
+    graph = forward.get_concrete_function(tf.TensorSpec([1, height, width, channels], tf.float32)).graph
+    return int(_graph_macs(graph))
+
+
+FEATURE_LAYER_PATTERNS = ("enc{i}_out", "bottleneck_out", "dec{i}_out")
+
+
+def feature_layer_names(model, *, decoder=False):
+    """Names of the intermediate feature layers for feature distillation, shallow to deep.
+
+    The end of every encoder level (``enc0_out``, ``enc1_out``, ...) and the bottleneck
+    (``bottleneck_out``); with ``decoder=True`` also the end of every decoder level (``dec{i}_out``).
+    tfmot-wrapped names (``quant_enc0_out``, ``prune_low_magnitude_...``) are matched too. Empty list for a
+    model that does not follow the zoo's naming.
+    """
+    names = [layer.name for layer in model.layers]
+
+    def find(base):
+        for name in names:
+            if name == base or name.endswith("_" + base) and name[: -len(base) - 1] in ("quant", "prune_low_magnitude"):
+                return name
+        return None
+
+    found = []
+    i = 0
+    while (name := find(f"enc{i}_out")) is not None:
+        found.append(name)
+        i += 1
+    bottleneck = find("bottleneck_out")
+    if bottleneck:
+        found.append(bottleneck)
+    if decoder:
+        for j in reversed(range(i)):
+            name = find(f"dec{j}_out")
+            if name:
+                found.append(name)
+    return found

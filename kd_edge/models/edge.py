@@ -1,0 +1,120 @@
+"""NAFNet-style edge students (``edge-tiny``, ``edge-s``, ``edge-m``, ``edge-l``).
+
+A U-Net of NAFNet blocks made only of ops that every mobile runtime has as a built-in:
+
+* block = ``1x1 conv (C->2C)`` -> ``3x3 depthwise conv`` -> :class:`SimpleGate` (2C->C) ->
+  simplified channel attention (global average pool, 1x1 conv, multiply) -> ``1x1 conv`` -> residual add,
+  then a feed-forward half: ``1x1 conv (C->2C)`` -> SimpleGate -> ``1x1 conv`` -> residual add;
+* down-sampling: a 2x2 convolution with stride 2 (channels doubled);
+* up-sampling: a 1x1 convolution (channels x2) followed by :class:`DepthToSpace` (block 2), i.e. a
+  pixel shuffle that halves the channels; the encoder skip is added (``Add``), never concatenated;
+* global residual: ``output = input + predicted residual`` (an ``Add`` layer named ``global_residual``).
+
+No ``Conv2DTranspose``, no ``UpSampling2D``, no ``Lambda``: everything lowers to TFLite built-ins
+(CONV_2D, DEPTHWISE_CONV_2D, MUL, ADD, MEAN, SPLIT, DEPTH_TO_SPACE), ONNX and Core ML ops.
+
+Normalisation: none. NAFNet uses LayerNorm; we drop it on purpose:
+
+* LayerNorm (and instance norm) computes a variance over large activations, which overflows or loses
+  precision in fp16 on mobile GPU delegates, and tfmot has no quantized LayerNorm, so it blocks QAT and
+  leaves a float island in an int8 model.
+* BatchNorm would fold into the convolutions at conversion, but NAFNet blocks have a depthwise conv and a
+  gate between their convolutions, and small-batch patch training makes its statistics noisy.
+* Instead each residual branch ends in a 1x1 convolution whose kernel starts small
+  (``VarianceScaling(scale=residual_init_scale)``, 0.1 by default: the "SkipInit/Fixup" idea), so every
+  block starts close to the identity and the network trains stably without normalisation. The branch
+  scale is learnt through that convolution itself: no extra per-channel scale layer that the converters,
+  pruning or QAT would have to special-case.
+
+Input size: fully convolutional, any ``H x W`` that is a multiple of the stride ``2 ** levels``
+(``levels = len(enc_blocks)``: 4 for edge-s/m/l, 2 for edge-tiny). With a fixed ``input_size`` the
+builder checks this and raises :class:`kd_edge.errors.KdEdgeError`; at run time pad to a multiple
+(:func:`kd_edge.models.registry.check_input_size`) or tile.
+
+Predictable layer names (for feature distillation and pruning): ``intro``, ``enc{i}_b{j}_*``,
+``enc{i}_out`` (the last block's final ``Add`` at encoder level ``i``), ``down{i}``, ``middle_b{j}_*``, ``bottleneck_out``,
+``up{i}_conv`` / ``up{i}_shuffle`` / ``up{i}_skip``, ``dec{i}_b{j}_*``, ``dec{i}_out``, ``ending``,
+``global_residual``.
+"""
+import kd_edge  # noqa: F401
+
+import tf_keras as keras
+
+from kd_edge.models.layers import DepthToSpace, SimpleGate, channel_attention
+
+EDGE_DEFAULTS = {
+    "width": 16,
+    "enc_blocks": [1, 1, 1, 2],
+    "middle_blocks": 2,
+    "dec_blocks": [1, 1, 1, 1],
+    "dw_expand": 2,
+    "ffn_expand": 2,
+    "residual_init_scale": 0.1,
+}
+
+
+def _init(scale):
+    return keras.initializers.VarianceScaling(scale=scale, mode="fan_in", distribution="truncated_normal")
+
+
+def naf_block(x, channels, *, name, dw_expand=2, ffn_expand=2, residual_init_scale=0.1, out_name=None):
+    """One NAFNet block without normalisation (see the module docstring); returns a tensor of ``channels``.
+
+    ``out_name`` renames the block's final ``Add`` (used for ``enc{i}_out``, ``bottleneck_out``, ``dec{i}_out``).
+    """
+    dw_ch = channels * dw_expand
+    y = keras.layers.Conv2D(dw_ch, 1, name=f"{name}_pw1")(x)
+    y = keras.layers.DepthwiseConv2D(3, padding="same", name=f"{name}_dw")(y)
+    y = SimpleGate(name=f"{name}_gate1")(y)
+    y = channel_attention(y, dw_ch // 2, name=f"{name}_sca")
+    y = keras.layers.Conv2D(channels, 1, kernel_initializer=_init(residual_init_scale), name=f"{name}_pw2")(y)
+    x = keras.layers.Add(name=f"{name}_add1")([x, y])
+
+    ffn_ch = channels * ffn_expand
+    y = keras.layers.Conv2D(ffn_ch, 1, name=f"{name}_ffn1")(x)
+    y = SimpleGate(name=f"{name}_gate2")(y)
+    y = keras.layers.Conv2D(channels, 1, kernel_initializer=_init(residual_init_scale), name=f"{name}_ffn2")(y)
+    return keras.layers.Add(name=out_name or f"{name}_add2")([x, y])
+
+
+def build_edge(*, input_size=None, name="edge", width, enc_blocks, middle_blocks, dec_blocks, dw_expand=2,
+               ffn_expand=2, residual_init_scale=0.1):
+    """Build a NAFNet-style edge U-Net. ``input_size`` None -> (None, None, 3), else (H, W) already checked."""
+    enc_blocks = [int(n) for n in enc_blocks]
+    dec_blocks = [int(n) for n in dec_blocks]
+    if len(enc_blocks) != len(dec_blocks):
+        raise ValueError(f"enc_blocks and dec_blocks need the same length, got {enc_blocks} and {dec_blocks}")
+    if any(n < 1 for n in enc_blocks + dec_blocks) or int(middle_blocks) < 1:
+        raise ValueError("every level needs at least one block (enc_blocks, dec_blocks, middle_blocks >= 1)")
+    if int(width) < 2 or int(width) % 2:
+        raise ValueError(f"width must be an even number >= 2, got {width}")
+    if int(dw_expand) < 1 or int(ffn_expand) < 1:
+        raise ValueError("dw_expand and ffn_expand must be >= 1")
+    kw = {"dw_expand": int(dw_expand), "ffn_expand": int(ffn_expand), "residual_init_scale": float(residual_init_scale)}
+
+    h, w = (None, None) if input_size is None else input_size
+    inputs = keras.Input((h, w, 3), name="input")
+    x = keras.layers.Conv2D(width, 3, padding="same", name="intro")(inputs)
+    ch = int(width)
+    skips = []
+    for i, n in enumerate(enc_blocks):
+        for j in range(n):
+            x = naf_block(x, ch, name=f"enc{i}_b{j}", out_name=f"enc{i}_out" if j == n - 1 else None, **kw)
+        skips.append(x)
+        x = keras.layers.Conv2D(ch * 2, 2, strides=2, name=f"down{i}")(x)
+        ch *= 2
+    middle_blocks = int(middle_blocks)
+    for j in range(middle_blocks):
+        x = naf_block(x, ch, name=f"middle_b{j}", out_name="bottleneck_out" if j == middle_blocks - 1 else None, **kw)
+    for i in reversed(range(len(dec_blocks))):
+        x = keras.layers.Conv2D(ch * 2, 1, use_bias=False, name=f"up{i}_conv")(x)
+        x = DepthToSpace(2, name=f"up{i}_shuffle")(x)
+        ch //= 2
+        x = keras.layers.Add(name=f"up{i}_skip")([x, skips[i]])
+        n = dec_blocks[i]
+        for j in range(n):
+            x = naf_block(x, ch, name=f"dec{i}_b{j}", out_name=f"dec{i}_out" if j == n - 1 else None, **kw)
+    residual = keras.layers.Conv2D(3, 3, padding="same", kernel_initializer=_init(residual_init_scale),
+                                   name="ending")(x)
+    outputs = keras.layers.Add(name="global_residual")([inputs, residual])
+    return keras.Model(inputs, outputs, name=name)

@@ -1,0 +1,183 @@
+"""Saving and loading zoo models: a ``.keras`` file plus a JSON manifest ``<path>.json``.
+
+The ``.keras`` file is written atomically (temporary file in the same folder, then renamed) and is
+loaded with ``safe_mode=True`` (there are no ``Lambda`` layers; the custom layers are registered). The
+manifest records everything needed to rebuild and trust the model::
+
+    {"format": "keras", "arch": "edge-s", "config": {...}, "params": 316979, "macs_256": ...,
+     "stride": 8, "input_size": null, "sha256": "...", "lineage": [...], "kd_edge_version": "0.1.0",
+     "tool_versions": {...}, "created": "2026-...Z", ...extra}
+
+``extra`` keys are merged at the top level (they may not replace the keys above). ``load_model`` checks
+the sha256 recorded in the manifest when there is one, so a truncated or replaced file is refused.
+"""
+import datetime
+import hashlib
+import json
+from pathlib import Path
+
+import kd_edge  # noqa: F401
+from kd_edge.atomic import atomic_path, write_json
+from kd_edge.errors import InputFileError, KdEdgeError
+
+CORE_KEYS = ("format", "arch", "config", "params", "macs_256", "stride", "input_size", "sha256", "lineage",
+             "kd_edge_version", "tool_versions", "created", "file")
+
+
+def manifest_path(path) -> Path:
+    path = Path(path)
+    return path.with_name(path.name + ".json")
+
+
+def sha256_file(path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _tool_versions():
+    import tensorflow as tf
+    import tf_keras
+
+    versions = {"tensorflow": tf.__version__, "tf_keras": tf_keras.__version__}
+    try:
+        import tensorflow_model_optimization as tfmot
+
+        versions["tensorflow_model_optimization"] = tfmot.__version__
+    except Exception:  # noqa: BLE001 - optional in a manifest
+        pass
+    return versions
+
+
+def save_model(model, path, *, arch=None, config=None, lineage=None, extra=None):
+    """Write ``model`` to ``path`` (must end in ``.keras``) atomically, then its manifest ``path + '.json'``.
+
+    ``arch`` and ``config`` default to what :func:`kd_edge.models.build` attached to the model. ``lineage``
+    is a list of steps (or one dict) describing where the model comes from (parent hash, method, settings).
+    Returns the manifest dict.
+    """
+    from kd_edge.models.complexity import count_macs, count_params, model_stride
+
+    path = Path(path)
+    if path.suffix != ".keras":
+        raise KdEdgeError(f"{path}: a model file must end in .keras")
+    arch = arch if arch is not None else getattr(model, "kd_edge_arch", None)
+    config = config if config is not None else getattr(model, "kd_edge_config", None)
+    if lineage is None:
+        lineage = []
+    elif isinstance(lineage, dict):
+        lineage = [lineage]
+    extra = dict(extra or {})
+    clash = sorted(set(extra) & set(CORE_KEYS))
+    if clash:
+        raise KdEdgeError(f"save_model: extra may not replace manifest keys {', '.join(clash)}")
+
+    stride = model_stride(model)
+    fixed = model.inputs[0].shape[1:3]
+    input_size = [int(d) for d in fixed] if all(d is not None for d in fixed) else None
+    try:
+        macs = count_macs(model, 256, 256) if 256 % stride == 0 else None
+    except Exception:  # noqa: BLE001 - a model we cannot trace still saves; the manifest says so
+        macs = None
+
+    with atomic_path(path) as tmp:
+        model.save(tmp, save_format="keras")
+        digest = sha256_file(tmp)
+    manifest = {
+        "format": "keras",
+        "file": path.name,
+        "arch": arch,
+        "config": config,
+        "params": int(count_params(model)),
+        "macs_256": macs,
+        "stride": int(stride),
+        "input_size": input_size,
+        "sha256": digest,
+        "lineage": lineage,
+        "kd_edge_version": kd_edge.__version__,
+        "tool_versions": _tool_versions(),
+        "created": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+    manifest.update(extra)
+    write_json(manifest_path(path), manifest)
+    return manifest
+
+
+def read_manifest(path):
+    """The manifest of ``path`` (a dict), or None when there is none. InputFileError if it is unreadable."""
+    mpath = manifest_path(path)
+    if not mpath.exists():
+        return None
+    try:
+        manifest = json.loads(mpath.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InputFileError(mpath, f"unreadable model manifest ({exc})") from None
+    if not isinstance(manifest, dict):
+        raise InputFileError(mpath, "model manifest is not a JSON object")
+    return manifest
+
+
+def _load_keras(path):
+    import tf_keras
+
+    from kd_edge.models.layers import custom_objects
+
+    try:
+        return tf_keras.models.load_model(path, custom_objects=custom_objects(), compile=False, safe_mode=True)
+    except (ValueError, TypeError) as exc:
+        if "Unknown" not in str(exc) and "unknown" not in str(exc):
+            raise
+    # tfmot-wrapped models (pruning / QAT) need their scopes
+    import tensorflow_model_optimization as tfmot
+
+    from kd_edge.models.quantize_support import quantize_scope
+
+    with tfmot.sparsity.keras.prune_scope(), quantize_scope():
+        return tf_keras.models.load_model(path, custom_objects=custom_objects(), compile=False, safe_mode=True)
+
+
+def load_model(path, *, verify=True):
+    """Load a ``.keras`` model and its manifest: returns ``(model, manifest)``.
+
+    Raises :class:`InputFileError` naming the file if it is missing, unreadable, not a Keras model, or does
+    not match the sha256 of its manifest (``verify=False`` skips that check). Without a manifest, a minimal
+    one is derived from the model itself (``arch`` None).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputFileError(path, "no such model file")
+    if path.is_dir():
+        raise InputFileError(path, "is a directory, expected a .keras model file")
+    if path.suffix != ".keras":
+        raise InputFileError(path, "not a .keras model file")
+    manifest = read_manifest(path)
+    if verify and manifest and manifest.get("sha256"):
+        actual = sha256_file(path)
+        if actual != manifest["sha256"]:
+            raise InputFileError(path, f"sha256 {actual[:12]}... does not match its manifest "
+                                       f"({manifest['sha256'][:12]}...): the file was modified or truncated")
+    try:
+        model = _load_keras(str(path))
+    except Exception as exc:  # noqa: BLE001 - every failure becomes one line naming the file
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputFileError(path, f"cannot load Keras model: {first[:300]}") from exc
+    if manifest is None:
+        from kd_edge.models.complexity import count_params, model_stride
+
+        fixed = model.inputs[0].shape[1:3]
+        manifest = {
+            "format": "keras",
+            "file": path.name,
+            "arch": None,
+            "config": None,
+            "params": count_params(model),
+            "stride": model_stride(model),
+            "input_size": [int(d) for d in fixed] if all(d is not None for d in fixed) else None,
+            "sha256": sha256_file(path),
+            "lineage": [],
+        }
+    model.kd_edge_arch = manifest.get("arch")
+    model.kd_edge_config = manifest.get("config")
+    return model, manifest
