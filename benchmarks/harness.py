@@ -1,0 +1,287 @@
+"""Benchmark orchestration: every (artifact, threads, size) in a fresh runner process, locally or over ssh,
+turned into one document of the versioned bench schema (see benchmarks/bench_schema.json).
+
+Public API::
+
+    doc = bench(["out/edge-s.int8.tflite", "out/edge-s.onnx"], threads=[1, 2], sizes=[256], runs=100, warmup=10,
+                device="local")            # or "ssh:user@jetson[:port]" (see kd_edge.benchmarks.ssh)
+    describe_artifact(path) -> dict        # name, target, kind, precision, params, macs_256, file and gzip bytes
+"""
+import gzip
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from kd_edge import __version__
+from kd_edge.benchmarks import peak as peak_mod
+from kd_edge.benchmarks import reference, runner
+from kd_edge.benchmarks.host import local_host_facts
+from kd_edge.benchmarks.schema import SCHEMA_NAME, SCHEMA_VERSION, validate
+from kd_edge.errors import InputFileError, KdEdgeError
+
+ARTIFACT_SUFFIXES = (".tflite", ".onnx", ".keras", ".mlpackage")
+RUNNER_PATH = Path(runner.__file__).resolve()
+KERAS_CUSTOM_LAYERS_MODULE = "kd_edge.models.layers"
+
+
+# ----------------------------------------------------------------------------------------------- artifacts
+def _read_manifest(path):
+    p = Path(str(path).rstrip("/") + ".json")
+    if not p.is_file():
+        return {}
+    try:
+        data = json.loads(p.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _num(value):
+    try:
+        return int(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _gzip_bytes(path):
+    path = Path(path)
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    return sum(len(gzip.compress(f.read_bytes(), compresslevel=6)) for f in files)
+
+
+def _file_bytes(path):
+    path = Path(path)
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    return path.stat().st_size
+
+
+def _target_of(path, manifest):
+    name = Path(str(path).rstrip("/")).name
+    if manifest.get("target"):
+        return str(manifest["target"])
+    stem, _, ext = name.rpartition(".")
+    if ext == "keras":
+        return "keras"
+    if "." in stem:
+        return stem.rsplit(".", 1)[1]
+    return {"tflite": "fp32", "onnx": "onnx", "mlpackage": "coreml"}.get(ext, ext)
+
+
+def _precision(target, manifest):
+    text = f"{target} {manifest.get('quantization', '')} {manifest.get('precision', '')}".lower()
+    for key in ("int8", "dynamic", "fp16"):
+        if key in text:
+            return key
+    return "fp32"
+
+
+def _macs_at(manifest, size, model_manifest=None):
+    """MACs at size x size from the manifest (macs_256, or macs at the manifest's input size), scaled by pixels."""
+    for m in (manifest, model_manifest or {}):
+        macs256 = _num(m.get("macs_256"))
+        if macs256:
+            return int(round(macs256 * size * size / 65536.0))
+        macs = _num(m.get("macs"))
+        if macs:
+            ins = m.get("input_size") or 256
+            if isinstance(ins, (list, tuple)):
+                pixels = int(ins[0]) * int(ins[1])
+            else:
+                pixels = int(ins) ** 2
+            return int(round(macs * size * size / float(pixels)))
+    return None
+
+
+def describe_artifact(path):
+    """What the report needs to know about an artifact besides timings (read from the file and its manifest)."""
+    p = Path(str(path).rstrip("/"))
+    if not p.exists():
+        raise InputFileError(path, "no such file")
+    try:
+        kind = runner.artifact_kind(str(p))
+    except ValueError:
+        raise InputFileError(path, f"unknown artifact type (expected one of {', '.join(ARTIFACT_SUFFIXES)})") from None
+    manifest = _read_manifest(p)
+    source_manifest = {}
+    src = manifest.get("source") or manifest.get("source_model") or manifest.get("model")
+    if isinstance(src, str) and src.endswith(".keras"):
+        src_path = Path(src) if Path(src).is_absolute() else p.parent / src
+        source_manifest = _read_manifest(src_path) if src_path.exists() else {}
+    target = _target_of(p, manifest)
+    stem = manifest.get("model") if isinstance(manifest.get("model"), str) and not str(manifest.get("model")).endswith(".keras") else None
+    name = p.name
+    return {
+        "artifact": str(path), "name": name,
+        "model": stem or name.split(".")[0],
+        "target": target, "kind": kind, "precision": _precision(target, manifest),
+        "params": _num(manifest.get("params")) or _num(source_manifest.get("params")),
+        "manifest_all": manifest, "source_manifest": source_manifest,
+        "file_bytes": _file_bytes(p), "gzip_bytes": _gzip_bytes(p),
+        "manifest": {k: manifest[k] for k in ("sha256", "target", "source", "source_sha256", "input_size", "format",
+                                              "arch", "kd_edge_version", "int8_io") if k in manifest} or None,
+    }
+
+
+def expand_artifacts(paths):
+    """Artifacts given on the command line; a directory (other than a .mlpackage) means every artifact in it."""
+    out = []
+    for raw in paths:
+        p = Path(raw)
+        if p.is_dir() and p.suffix != ".mlpackage":
+            found = sorted(str(c) for c in p.iterdir() if c.suffix in ARTIFACT_SUFFIXES)
+            if not found:
+                raise InputFileError(raw, "directory holds no .tflite/.onnx/.keras/.mlpackage artifact")
+            out.extend(found)
+        elif not p.exists():
+            raise InputFileError(raw, "no such file")
+        else:
+            out.append(str(p))
+    return out
+
+
+# ----------------------------------------------------------------------------------------------- local device
+def thread_env(threads):
+    env = dict(os.environ)
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "TF_NUM_INTRAOP_THREADS"):
+        env[var] = str(threads)
+    env["TF_NUM_INTEROP_THREADS"] = "1"
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    env["TF_USE_LEGACY_KERAS"] = "1"
+    return env
+
+
+class LocalDevice:
+    kind = "local"
+    target = "local"
+    remote_python = None
+
+    def __init__(self, python=None, timeout=1800):
+        self.python = python or sys.executable
+        self.timeout = timeout
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def host_facts(self):
+        return local_host_facts()
+
+    def controller_facts(self):
+        return None
+
+    def measure(self, artifact, info, *, threads, size, runs, warmup):
+        cmd = [self.python, str(RUNNER_PATH), str(artifact), "--threads", str(threads), "--size", str(size),
+               "--runs", str(runs), "--warmup", str(warmup)]
+        if info["kind"] == "keras" and importlib.util.find_spec(KERAS_CUSTOM_LAYERS_MODULE.rsplit(".", 1)[0]) \
+                and importlib.util.find_spec(KERAS_CUSTOM_LAYERS_MODULE):
+            cmd += ["--import", KERAS_CUSTOM_LAYERS_MODULE]
+        try:
+            res = subprocess.run(cmd, capture_output=True, text=True, env=thread_env(threads), timeout=self.timeout)
+        except subprocess.TimeoutExpired:
+            return {"status": "failed", "reason": f"runner timed out after {self.timeout} s"}
+        return parse_runner_output(res.returncode, res.stdout, res.stderr)
+
+
+def parse_runner_output(returncode, stdout, stderr):
+    if returncode != 0:
+        tail = (stderr or "").strip().splitlines()
+        return {"status": "failed", "reason": f"runner exit {returncode}: {tail[-1] if tail else 'no message'}"}
+    try:
+        return json.loads(stdout)
+    except ValueError:
+        return {"status": "failed", "reason": "runner printed no JSON"}
+
+
+# ----------------------------------------------------------------------------------------------- results
+def make_result(info, raw, *, threads, size, peak=None):
+    """One result of the schema from the artifact description and the runner's (or benchmark_model's) output."""
+    macs = _macs_at(info["manifest_all"], size, info["source_manifest"])
+    r = {k: info[k] for k in ("artifact", "name", "model", "target", "kind", "precision", "params", "file_bytes",
+                              "gzip_bytes", "manifest")}
+    r.update(threads=threads, size=size, macs=macs, status=raw.get("status", "failed"), reason=raw.get("reason"))
+    for key in ("runtime", "runtime_version", "delegate", "runs", "warmup", "input_dtype", "init_ms",
+                "first_inference_ms", "latency_ms", "mpix_per_s", "runtime_rss_mb", "peak_rss_mb", "rss_delta_mb"):
+        r[key] = raw.get(key)
+    lat = (r.get("latency_ms") or {}).get("p50")
+    if r["status"] == "ok" and lat:
+        r["gflops"] = 2.0 * macs / (lat / 1e3) / 1e9 if macs else None
+        pk = peak_mod.peak_for(peak, threads, info["precision"])
+        r["latency_floor_ms"] = 2.0 * macs / (pk * 1e9) * 1e3 if (pk and macs) else None
+        r["efficiency"] = r["latency_floor_ms"] / lat if r["latency_floor_ms"] else None
+        r["vs_p100"] = reference.ratios(lat, r.get("peak_rss_mb"), size)
+    else:
+        r.update(gflops=None, latency_floor_ms=None, efficiency=None, vs_p100=None)
+    return r
+
+
+def open_device(device, **options):
+    """'local', 'ssh:USER@HOST[:PORT]' (see kd_edge.benchmarks.ssh). adb is handled by kd_edge.android_harness."""
+    device = device or "local"
+    if device == "local":
+        return LocalDevice()
+    if device.startswith("ssh:"):
+        from kd_edge.benchmarks.ssh import SSHDevice
+
+        return SSHDevice(device[4:], remote_python=options.get("remote_python") or "python3",
+                         identity=options.get("identity"), ssh_options=options.get("ssh_options") or ())
+    raise KdEdgeError(f"unknown --device {device!r}: use local, ssh:USER@HOST[:PORT] or adb[:SERIAL]")
+
+
+def new_document(*, device_block, host, controller, settings, peak, command=None, notes=()):
+    return {
+        "schema": SCHEMA_NAME, "schema_version": SCHEMA_VERSION,
+        "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "kd_edge_version": __version__, "command": command,
+        "device": device_block, "host": host, "controller": controller,
+        "settings": settings, "peak": peak, "reference": reference.reference_summary(),
+        "results": [], "notes": list(notes),
+    }
+
+
+def bench(artifacts, *, threads=(1,), sizes=(256,), runs=100, warmup=10, device="local", peak=None,
+          command=None, notes=(), echo=None, **device_options):
+    """Measure every (artifact, threads, size) in a fresh runner process. Returns a validated bench document."""
+    if runs < 1 or warmup < 0:
+        raise KdEdgeError("--runs must be >= 1 and --warmup >= 0")
+    if not threads or any(t < 1 for t in threads) or not sizes or any(s < 1 for s in sizes):
+        raise KdEdgeError("--threads and --size need positive integers")
+    infos = [describe_artifact(a) for a in expand_artifacts(artifacts)]
+    with open_device(device, **device_options) as dev:
+        host = dev.host_facts()
+        if peak is None and dev.kind == "local":
+            peak = peak_mod.load_cached(host)
+        doc = new_document(
+            device_block={"kind": dev.kind, "target": dev.target, "remote_python": dev.remote_python,
+                          "benchmark_model": None},
+            host=host, controller=dev.controller_facts(),
+            settings={"runs": runs, "warmup": warmup, "threads": list(threads), "sizes": list(sizes),
+                      "fresh_process_per_result": True, "adb": None},
+            peak=peak, command=command, notes=notes)
+        if dev.kind != "local" and peak is None:
+            doc["notes"].append("no roofline peak for the remote host (run `kd-edge bench --peak` there): floors omitted")
+        for info in infos:
+            for size in sizes:
+                for t in threads:
+                    raw = dev.measure(info["artifact"], info, threads=t, size=size, runs=runs, warmup=warmup)
+                    result = make_result(info, raw, threads=t, size=size, peak=peak)
+                    doc["results"].append(result)
+                    if echo:
+                        echo(one_line(result))
+    if any(r["kind"] == "coreml" and r["status"] == "not_run" for r in doc["results"]):
+        doc["notes"].append("Core ML artifacts were not run: Core ML predict exists on macOS only")
+    return validate(doc)
+
+
+def one_line(r):
+    if r["status"] != "ok":
+        return f"{r['name']:<36} t={r['threads']} {r['size']}px  {r['status'].upper()}: {r['reason']}"
+    lat = r["latency_ms"]
+    return (f"{r['name']:<36} t={r['threads']} {r['size']}px  p50 {lat['p50']:8.2f} ms  p90 {lat['p90']:8.2f} ms  "
+            f"peak RSS {r['peak_rss_mb'] or 0:7.1f} MB (+{r['rss_delta_mb'] or 0:.1f})")
