@@ -1,0 +1,222 @@
+"""``kd-edge train-teacher`` and ``kd-edge distill``: training with checkpoints, resume, validation and export.
+
+TensorFlow is imported inside the commands only, so ``kd-edge --help`` stays fast.
+"""
+import shlex
+import shutil
+import sys
+from pathlib import Path
+
+import click
+
+from kd_edge.errors import InputFileError, KdEdgeError
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
+
+DEFAULT_TEACHER_ARCH = "edge-l"
+DEFAULT_STUDENT_ARCH = "edge-s"
+
+
+def common_options(fn):
+    """Options shared by train-teacher and distill (same names, same defaults)."""
+    options = [
+        click.option("--data", "data", required=True, metavar="DIR|synth",
+                     help="DBlur root with train/ and test/ (or validation/), or 'synth' to generate the built-in "
+                          "synthetic set into <out>/data."),
+        click.option("--out", "out", required=True, type=click.Path(file_okay=False),
+                     help="Run folder: ckpt/, best/, tb/, train.json, model.keras (+ .json manifest)."),
+        click.option("--steps", default=2000, show_default=True, type=click.IntRange(min=1),
+                     help="Total optimizer steps (a resumed run continues up to this number)."),
+        click.option("--batch", default=8, show_default=True, type=click.IntRange(min=1),
+                     help="Global batch size (split across replicas)."),
+        click.option("--patch", default=128, show_default=True, type=click.IntRange(min=8),
+                     help="Training crop size in pixels (a multiple of the model stride)."),
+        click.option("--seed", default=0, show_default=True, type=int,
+                     help="Seed of weights init, data order, augmentation and synthesis (recorded in train.json)."),
+        click.option("--lr", default=1e-3, show_default=True, type=float, help="Peak learning rate (Adam)."),
+        click.option("--lr-schedule", type=click.Choice(["cosine", "constant"]), default="cosine",
+                     show_default=True, help="cosine: linear warm-up then cosine decay to lr/100 at --steps."),
+        click.option("--warmup", type=click.IntRange(min=0), default=None,
+                     help="Warm-up steps of the cosine schedule  [default: min(100, steps/20)]"),
+        click.option("--clipnorm", type=float, default=None, help="Clip the global gradient norm (off by default)."),
+        click.option("--loss", "rec_type", type=click.Choice(["charbonnier", "l1"]), default="charbonnier",
+                     show_default=True, help="Reconstruction loss (also used for output distillation)."),
+        click.option("--w-rec", default=1.0, show_default=True, type=float, help="Weight of the reconstruction loss."),
+        click.option("--w-ssim", default=0.2, show_default=True, type=float, help="Weight of the 1-SSIM loss."),
+        click.option("--w-freq", default=0.05, show_default=True, type=float,
+                     help="Weight of the FFT-amplitude L1 loss (texture)."),
+        click.option("--val-every", type=click.IntRange(min=1), default=None,
+                     help="Validate (PSNR/SSIM on the held-out split) every N steps  [default: min(500, steps/4)]"),
+        click.option("--val-count", default=4, show_default=True, type=click.IntRange(min=0),
+                     help="Held-out images used for validation."),
+        click.option("--val-crop", default=256, show_default=True, type=click.IntRange(min=8),
+                     help="Center crop of each validation image (rounded down to the model stride)."),
+        click.option("--ckpt-every", type=click.IntRange(min=1), default=None,
+                     help="Checkpoint every N steps  [default: --val-every]"),
+        click.option("--keep", default=3, show_default=True, type=click.IntRange(min=1),
+                     help="Checkpoints kept in <out>/ckpt (ckpt-<step>)."),
+        click.option("--log-every", default=10, show_default=True, type=click.IntRange(min=1),
+                     help="TensorBoard scalars every N steps."),
+        click.option("--strategy", type=click.Choice(["default", "mirrored", "multiworker"]), default="default",
+                     show_default=True,
+                     help="tf.distribute strategy: mirrored = all local GPUs (or --cpu-replicas logical CPUs); "
+                          "multiworker reads TF_CONFIG."),
+        click.option("--cpu-replicas", type=click.IntRange(min=1), default=None,
+                     help="Split the CPU into N logical devices (for --strategy mirrored without GPUs)."),
+        click.option("--synth-count", default=64, show_default=True, type=click.IntRange(min=2),
+                     help="Images generated for --data synth (a quarter held out)."),
+        click.option("--synth-size", default=256, show_default=True, type=click.IntRange(min=16),
+                     help="Size of the images generated for --data synth."),
+        click.option("--threads", type=click.IntRange(min=1), default=None,
+                     help="TensorFlow intra-op threads  [default: TensorFlow's choice]"),
+        click.option("--force", is_flag=True,
+                     help="Start over: delete the checkpoints, TensorBoard logs and train.json in --out "
+                          "(without it, an interrupted run resumes)."),
+        click.option("--no-progress", is_flag=True, help="No progress bar."),
+        click.option("--debug-nan-at-step", type=int, default=None, hidden=True,
+                     help="Test hook: poison the batch of this step with NaN."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def _prepare_out(out, force):
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise InputFileError(out, "--out exists and is not a directory")
+    if force:
+        for name in ("ckpt", "best", "tb"):
+            shutil.rmtree(out / name, ignore_errors=True)
+        for name in ("train.json",):
+            (out / name).unlink(missing_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def _check_resume_matches(out, what):
+    """Refuse to resume a run that trained something else in the same folder."""
+    import json
+
+    info_path = Path(out) / "train.json"
+    if not (Path(out) / "ckpt" / "checkpoint").is_file() or not info_path.is_file():
+        return
+    try:
+        previous = json.loads(info_path.read_text()).get("run", {})
+    except ValueError:
+        return
+    for key, value in what.items():
+        if key in previous and previous[key] != value:
+            raise KdEdgeError(f"{out}: holds checkpoints of a run with {key}={previous[key]!r}, not {value!r}; "
+                              f"use --force to start over or another --out")
+
+
+def _setup_tf(opts):
+    from kd_edge.distill.strategies import split_cpu
+
+    if opts["cpu_replicas"]:
+        split_cpu(opts["cpu_replicas"])
+    if opts["threads"]:
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(int(opts["threads"]))
+        tf.config.threading.set_inter_op_parallelism_threads(min(2, int(opts["threads"])))
+
+
+def _run(opts, *, method, student_arch, teacher_path=None, use_teacher=True, w_kd=0.0, w_feat=0.0):
+    out = _prepare_out(opts["out"], opts["force"])
+    _setup_tf(opts)
+    from kd_edge.distill import datasets
+    from kd_edge.distill.losses import LossWeights
+    from kd_edge.distill.strategies import make_strategy
+    from kd_edge.distill.trainer import train
+    from kd_edge.models import architectures, build, load_model
+
+    if student_arch not in architectures():
+        raise KdEdgeError(f"unknown architecture {student_arch!r}; `kd-edge models` lists them")
+    _check_resume_matches(out, {"method": method, "arch": student_arch})
+    root = datasets.resolve_data(opts["data"], out, synth_count=opts["synth_count"], synth_size=opts["synth_size"],
+                                 seed=opts["seed"])
+    try:
+        weights = LossWeights(rec=opts["w_rec"], ssim=opts["w_ssim"], freq=opts["w_freq"], kd=w_kd, feat=w_feat,
+                              rec_type=opts["rec_type"])
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    strategy = make_strategy(opts["strategy"])
+    teacher, teacher_info = None, None
+    import tf_keras
+
+    tf_keras.utils.set_random_seed(int(opts["seed"]))
+    with strategy.scope():
+        student = build(student_arch)
+        if use_teacher:
+            teacher, manifest = load_model(teacher_path)
+            teacher_info = {"path": str(teacher_path), "sha256": manifest.get("sha256"), "arch": manifest.get("arch"),
+                            "params": manifest.get("params")}
+    command = "kd-edge " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    result = train(
+        student, teacher=teacher, data=root, data_spec=opts["data"], out=out, steps=opts["steps"],
+        batch=opts["batch"], patch=opts["patch"], seed=opts["seed"], weights=weights, lr=opts["lr"],
+        lr_schedule=opts["lr_schedule"], warmup=opts["warmup"], clipnorm=opts["clipnorm"],
+        val_every=opts["val_every"], val_count=opts["val_count"], val_crop=opts["val_crop"],
+        ckpt_every=opts["ckpt_every"], keep=opts["keep"], log_every=opts["log_every"], strategy=strategy,
+        arch=student_arch, progress=not opts["no_progress"], command=command, method=method,
+        teacher_info=teacher_info,
+        debug_nan_at_step=opts["debug_nan_at_step"], run_info={"method": method, "arch": student_arch},
+    )
+    click.echo(f"wrote {result} (+ {result.name}.json); training log {out / 'train.json'}, TensorBoard {out / 'tb'}")
+    return 0
+
+
+def resolve_teacher(path):
+    """--teacher: a .keras file, or a run folder holding model.keras."""
+    path = Path(path)
+    if path.is_dir():
+        candidate = path / "model.keras"
+        if not candidate.is_file():
+            raise InputFileError(path, "no model.keras in this folder (is the teacher run finished?)")
+        return candidate
+    if not path.exists():
+        raise InputFileError(path, "no such teacher model or run folder")
+    return path
+
+
+@click.command("train-teacher", context_settings=CONTEXT)
+@click.option("--arch", default=DEFAULT_TEACHER_ARCH, show_default=True,
+              help="Architecture to train (`kd-edge models` lists them).")
+@common_options
+def train_teacher(arch, **opts):
+    """Train a teacher (or any zoo model) on DBlur-layout or synthetic data.
+
+    Resumes automatically from <out>/ckpt; Ctrl-C saves a checkpoint; exports the best-by-validation model
+    to <out>/model.keras with its manifest.
+
+    Example: kd-edge train-teacher --arch edge-l --data synth --steps 3000 --out runs/teacher
+    """
+    return _run(opts, method="train-teacher", student_arch=arch, use_teacher=False)
+
+
+@click.command("distill", context_settings=CONTEXT)
+@click.option("--teacher", "teacher", type=click.Path(), default=None,
+              help="Teacher run folder (its model.keras) or a .keras file.")
+@click.option("--student", default=DEFAULT_STUDENT_ARCH, show_default=True, help="Student architecture.")
+@click.option("--no-teacher", is_flag=True,
+              help="Train the student alone (same budget and losses minus the teacher terms): the ablation.")
+@click.option("--w-kd", default=0.5, show_default=True, type=float,
+              help="Weight of output distillation (student vs teacher output).")
+@click.option("--w-feat", default=0.0, show_default=True, type=float,
+              help="Weight of feature distillation through 1x1 adapters (0 = off).")
+@common_options
+def distill(teacher, student, no_teacher, w_kd, w_feat, **opts):
+    """Distil a frozen teacher into a small student (or, with --no-teacher, train the student alone).
+
+    Example: kd-edge distill --teacher runs/teacher --student edge-s --data synth --steps 3000 --out runs/student
+    """
+    if no_teacher:
+        if teacher:
+            raise click.UsageError("--teacher and --no-teacher exclude each other")
+        return _run(opts, method="student-alone", student_arch=student, use_teacher=False)
+    if not teacher:
+        raise click.UsageError("--teacher is required (or --no-teacher for the student-alone ablation)")
+    teacher_path = resolve_teacher(teacher)
+    return _run(opts, method="distill", student_arch=student, teacher_path=teacher_path, w_kd=w_kd, w_feat=w_feat)

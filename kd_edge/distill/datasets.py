@@ -1,0 +1,68 @@
+"""Where training data comes from: a DBlur root (``train/`` + ``test/`` or ``validation/``) or ``synth``."""
+from pathlib import Path
+
+from kd_edge.errors import InputFileError, KdEdgeError
+
+SYNTH = "synth"
+HELDOUT_SPLITS = ("test", "validation", "val")
+
+
+def resolve_data(spec, out_dir, *, synth_count=64, synth_size=256, seed=0):
+    """Return the dataset root for ``--data``: the folder itself, or ``<out>/data`` synthesised for ``synth``.
+
+    A synthetic set already in ``<out>/data`` with the same parameters is reused (so resuming is cheap).
+    """
+    if str(spec) == SYNTH:
+        import json
+
+        root = Path(out_dir) / "data"
+        wanted = {"count": int(synth_count), "size": int(synth_size), "seed": int(seed)}
+        meta = root / "synth.json"
+        if meta.is_file():
+            try:
+                found = json.loads(meta.read_text())
+            except (OSError, ValueError):
+                found = {}
+            if all(found.get(k) == v for k, v in wanted.items()) and (root / "train").is_dir():
+                return root
+        from kd_edge.data.synth import synthesize
+
+        synthesize(root, count=int(synth_count), size=int(synth_size), seed=int(seed))
+        return root
+    root = Path(spec)
+    if not root.is_dir():
+        raise InputFileError(root, f"not a directory (expected a DBlur root with train/ and test/, or '{SYNTH}')")
+    return root
+
+
+def train_split(root):
+    split = Path(root) / "train"
+    if not (split / "blur").is_dir() or not (split / "sharp").is_dir():
+        raise InputFileError(root, "no train/blur and train/sharp folders (DBlur layout expected)")
+    return split
+
+
+def heldout_split(root, *, required=False):
+    """The held-out split: ``test/``, else ``validation/`` (or ``val/``); None when absent and not required."""
+    for name in HELDOUT_SPLITS:
+        split = Path(root) / name
+        if (split / "blur").is_dir() and (split / "sharp").is_dir():
+            return split
+    if required:
+        raise InputFileError(root, "no held-out split (test/ or validation/ with blur/ and sharp/)")
+    return None
+
+
+def describe(root, spec):
+    """A short JSON-able description of the data, for train.json and the model lineage."""
+    root = Path(root)
+    info = {"spec": str(spec), "root": str(root.resolve())}
+    meta = root / "synth.json"
+    if meta.is_file():
+        import json
+
+        try:
+            info["synth"] = json.loads(meta.read_text())
+        except (OSError, ValueError) as exc:
+            raise KdEdgeError(f"{meta}: unreadable synth.json ({exc})") from exc
+    return info

@@ -1,0 +1,427 @@
+"""The training loop shared by train-teacher, distill and compression fine-tuning.
+
+``train(student, teacher=None, data=..., out=..., steps=...)`` trains ``student`` (any tf_keras model,
+tfmot-wrapped ones included) through a ``Distiller``, step by step with Keras' own compiled train function and
+the usual Keras callback hooks (so ``tfmot.sparsity.keras.UpdatePruningStep`` and friends work), and:
+
+- checkpoints ``<out>/ckpt/ckpt-<step>`` (tf.train.CheckpointManager, keep the last ``keep``) holding the
+  student, the optimizer state (iterations, moments), the adapters and the best validation score;
+- resumes automatically from the latest checkpoint in ``<out>/ckpt`` at the exact step;
+- on Ctrl-C / SIGTERM saves a checkpoint and re-raises ``KeyboardInterrupt`` (the CLI exits 130);
+- stops on a NaN/Inf loss with ``KdEdgeError`` without saving the bad state (the last good checkpoint stays);
+  a checkpoint is only ever written when every student weight is finite;
+- validates PSNR/SSIM (kd_edge.metrics) every ``val_every`` steps on the held-out split, keeps the best
+  weights in ``<out>/best`` and exports them at the end through ``kd_edge.models.save_model`` to
+  ``<out>/model.keras`` (+ manifest with lineage);
+- writes TensorBoard scalars and sample images under ``<out>/tb`` and everything else (seeds, settings,
+  history, speed) to ``<out>/train.json``.
+"""
+import contextlib
+import math
+import signal
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+import kd_edge  # noqa: F401  (tf_keras before TensorFlow)
+import tensorflow as tf
+import tf_keras as keras
+
+from kd_edge import metrics
+from kd_edge.atomic import write_json
+from kd_edge.distill import datasets, summaries
+from kd_edge.distill.distiller import Distiller
+from kd_edge.distill.losses import LossWeights
+from kd_edge.distill.strategies import is_chief, make_strategy
+from kd_edge.errors import KdEdgeError
+
+DEFAULT_LR = 1e-3
+
+
+class WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
+    """Linear warm-up to ``lr`` over ``warmup`` steps, then cosine decay to ``lr * final_ratio`` at ``total``."""
+
+    def __init__(self, lr, total, warmup=0, final_ratio=0.01):
+        super().__init__()
+        self.lr, self.total, self.warmup, self.final_ratio = float(lr), int(total), int(warmup), float(final_ratio)
+
+    def __call__(self, step):
+        step = tf.cast(step, tf.float32)
+        warm = tf.cast(max(self.warmup, 1), tf.float32)
+        decay_steps = tf.cast(max(self.total - self.warmup, 1), tf.float32)
+        progress = tf.clip_by_value((step - self.warmup) / decay_steps, 0.0, 1.0)
+        cosine = self.final_ratio + (1.0 - self.final_ratio) * 0.5 * (1.0 + tf.cos(math.pi * progress))
+        warmup = tf.minimum((step + 1.0) / warm, 1.0) if self.warmup > 0 else 1.0
+        return self.lr * warmup * cosine
+
+    def get_config(self):
+        return {"lr": self.lr, "total": self.total, "warmup": self.warmup, "final_ratio": self.final_ratio}
+
+
+def make_optimizer(lr=DEFAULT_LR, *, schedule="cosine", steps=1000, warmup=None, clipnorm=None):
+    if schedule == "cosine":
+        warmup = min(100, steps // 20) if warmup is None else int(warmup)
+        rate = WarmupCosine(lr, steps, warmup)
+    elif schedule == "constant":
+        rate = float(lr)
+    else:
+        raise KdEdgeError(f"unknown learning-rate schedule {schedule!r}; expected cosine or constant")
+    kwargs = {"global_clipnorm": float(clipnorm)} if clipnorm else {}
+    return keras.optimizers.Adam(learning_rate=rate, beta_1=0.9, beta_2=0.99, **kwargs)
+
+
+def _all_finite(variables):
+    return all(bool(np.all(np.isfinite(v.numpy()))) for v in variables)
+
+
+def _center_crop(img, size, stride):
+    h, w = img.shape[:2]
+    ch = min(size, h) // stride * stride
+    cw = min(size, w) // stride * stride
+    if ch == 0 or cw == 0:
+        return None
+    top, left = (h - ch) // 2, (w - cw) // 2
+    return img[top:top + ch, left:left + cw]
+
+
+def model_stride_of(model, default=16):
+    try:
+        from kd_edge.models import model_stride
+
+        return int(model_stride(model))
+    except Exception:  # noqa: BLE001 - wrapped/foreign models: fall back to a safe multiple
+        return default
+
+
+def load_validation_set(root, *, count=4, crop=256, stride=16):
+    """Up to ``count`` held-out (name, blur, sharp) center crops (multiples of ``stride``) as float32 arrays."""
+    split = datasets.heldout_split(root)
+    if split is None:
+        return []
+    from kd_edge.data.pipeline import eval_pairs
+
+    out = []
+    for name, blur, sharp in eval_pairs(split, limit=count):
+        b, s = _center_crop(blur, crop, stride), _center_crop(sharp, crop, stride)
+        if b is not None:
+            out.append((name, b.astype(np.float32), s.astype(np.float32)))
+    return out
+
+
+def evaluate(model, val_set):
+    """Mean PSNR/SSIM of ``model`` on the validation crops, plus the outputs (for sample images)."""
+    if not val_set:
+        return None, []
+    psnrs, ssims, outputs = [], [], []
+    for _, blur, sharp in val_set:
+        pred = model(blur[None], training=False)
+        pred = np.clip(np.asarray(pred)[0], 0.0, 1.0)
+        outputs.append(pred)
+        psnrs.append(metrics.psnr(pred, sharp))
+        ssims.append(metrics.ssim(pred, sharp))
+    return {"psnr": float(np.mean(psnrs)), "ssim": float(np.mean(ssims))}, outputs
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """SIGTERM (a scheduler's preemption) behaves like Ctrl-C: checkpoint, then stop."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _progress(total, initial, enabled):
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True, desc="train", smoothing=0.1)
+
+
+def train(student, *, teacher=None, data, out, steps, batch=8, patch=128, seed=0, callbacks=(),
+          weights=None, lr=DEFAULT_LR, lr_schedule="cosine", warmup=None, clipnorm=None,
+          val_every=None, val_count=4, val_crop=256, ckpt_every=None, keep=3, log_every=10,
+          strategy=None, arch=None, config=None, lineage=None, extra=None, export=True, progress=True,
+          resume=True, augment=True, feature_pairs=None, data_spec=None, command=None, method=None,
+          teacher_info=None, run_info=None, debug_nan_at_step=None):
+    """Train ``student`` for ``steps`` optimizer steps and return the path of the best model.
+
+    data: a DBlur root (``train/`` + ``test/``|``validation/``). out: the run folder (created).
+    teacher: a frozen tf_keras model, or None to train the student alone (same losses minus teacher terms).
+    weights: ``LossWeights`` (defaults: rec 1, ssim 0.2, freq 0.05, kd 0.5, feat 0).
+    callbacks: extra Keras callbacks; they get ``on_train_begin``, ``on_train_batch_begin/end``,
+      ``on_epoch_end`` (every ``val_every`` steps, after validation) and ``on_train_end``; their model is
+      the Distiller (whose ``.student`` is the trained model), as under ``fit``.
+    strategy: None/"default"/"mirrored"/"multiworker" or a tf.distribute.Strategy; the student (and the
+      teacher) must have been built inside its scope for non-default strategies. ``batch`` is global.
+    export: save the best weights to ``<out>/model.keras`` with ``kd_edge.models.save_model(arch=, config=,
+      lineage=)`` and return that path; when False, restore the best weights into ``student`` and return the
+      best checkpoint prefix (compression strips pruning wrappers before saving).
+    On return, ``student`` holds the best-by-validation weights.
+    """
+    out = Path(out)
+    steps = int(steps)
+    if steps < 1:
+        raise KdEdgeError(f"--steps must be >= 1, got {steps}")
+    val_every = int(val_every or max(1, min(500, steps // 4 or 1)))
+    ckpt_every = int(ckpt_every or val_every)
+    log_every = max(1, int(log_every))
+    if isinstance(strategy, (str, type(None))):
+        strategy = make_strategy(strategy or "default")
+    replicas = strategy.num_replicas_in_sync
+    if batch % replicas:
+        raise KdEdgeError(f"--batch {batch} is not a multiple of the {replicas} replicas of the strategy")
+    chief = is_chief(strategy)
+    weights = weights or LossWeights()
+    root = Path(data)
+    train_dir = datasets.train_split(root)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt_dir = out / "ckpt" if chief else out / f".worker-{strategy.cluster_resolver.task_id}" / "ckpt"
+    best_dir = out / "best" if chief else ckpt_dir.parent / "best"
+
+    keras.utils.set_random_seed(int(seed))
+    with strategy.scope():
+        distiller = Distiller(student, teacher, weights=weights, feature_pairs=feature_pairs)
+        optimizer = make_optimizer(lr, schedule=lr_schedule, steps=steps, warmup=warmup, clipnorm=clipnorm)
+        distiller.compile(optimizer=optimizer)
+        optimizer.build(distiller.trainable_student_variables())
+        best_psnr = tf.Variable(-1.0, dtype=tf.float32, trainable=False, name="best_psnr")
+        best_step = tf.Variable(-1, dtype=tf.int64, trainable=False, name="best_step")
+    checkpoint = tf.train.Checkpoint(student=student, optimizer=optimizer, adapters=distiller.adapters,
+                                     best_psnr=best_psnr, best_step=best_step)
+    manager = tf.train.CheckpointManager(checkpoint, str(ckpt_dir), max_to_keep=int(keep))
+    best_ckpt = tf.train.Checkpoint(student=student)
+    best_manager = tf.train.CheckpointManager(best_ckpt, str(best_dir), max_to_keep=1, checkpoint_name="best")
+
+    resumed_from = None
+    if resume and manager.latest_checkpoint:
+        checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+        resumed_from = manager.latest_checkpoint
+        if lr_schedule == "constant":
+            optimizer.learning_rate.assign(float(lr))  # the command line wins over the saved rate
+    start = int(optimizer.iterations.numpy())
+    if start >= steps and resumed_from:
+        print(f"{out}: already trained to step {start} (>= --steps {steps}); exporting the best model")
+
+    # the data order after a resume is re-seeded from the step, so a resumed run is reproducible too
+    data_seed = int(seed) + start
+    from kd_edge.data.pipeline import train_dataset
+
+    ds = train_dataset(train_dir, patch=int(patch), batch=int(batch), seed=data_seed, augment=augment, repeat=True)
+    if debug_nan_at_step is not None:  # hidden test hook: poison one batch to exercise the NaN guard
+        poison_index = int(debug_nan_at_step) - start - 1
+
+        def _poison(i, pair):
+            x, y = pair
+            return tf.where(i == poison_index, x * np.float32("nan"), x), y
+
+        ds = ds.enumerate().map(_poison)
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    ds = ds.with_options(options)
+    iterator = iter(strategy.experimental_distribute_dataset(ds))
+
+    stride = model_stride_of(student)
+    val_set = load_validation_set(root, count=val_count, crop=val_crop, stride=stride) if chief else []
+    writer = tf.summary.create_file_writer(str(out / "tb")) if chief else tf.summary.create_noop_writer()
+
+    seeds = {"seed": int(seed), "tf_keras_set_random_seed": int(seed), "data_seed": data_seed}
+    info_path = out / "train.json"
+    info = _load_info(info_path) if resumed_from else {}
+    info.update({
+        "format": "kd-edge-train/1",
+        "run": dict(run_info or {}),
+        "command": command,
+        "teacher": (teacher_info or {"name": teacher.name}) if teacher is not None else None,
+        "data": datasets.describe(root, data_spec or data),
+        "steps": steps, "batch": int(batch), "patch": int(patch),
+        "losses": weights.as_dict() if teacher is not None else weights.without_teacher().as_dict(),
+        "optimizer": {"name": "adam", "lr": float(lr), "schedule": lr_schedule, "beta_1": 0.9, "beta_2": 0.99,
+                      "clipnorm": clipnorm},
+        "strategy": {"name": type(strategy).__name__, "replicas": replicas},
+        "val": {"every": val_every, "count": len(val_set), "crop": val_crop, "stride": stride},
+        "checkpoints": {"dir": str(ckpt_dir), "every": ckpt_every, "keep": int(keep)},
+    })
+    info.setdefault("seeds", [])
+    info["seeds"].append(dict(seeds, start_step=start))
+    info.setdefault("history", [])
+    info.setdefault("segments", [])
+    segment = {"start_step": start, "resumed_from": resumed_from, "status": "running"}
+    info["segments"].append(segment)
+
+    def save_info(status):
+        segment["status"] = status
+        if chief:
+            write_json(info_path, info)
+
+    last_saved = {"step": start if resumed_from else None}
+
+    def save_checkpoint(step):
+        if last_saved["step"] == step:
+            return manager.latest_checkpoint
+        if not _all_finite(checkpoint_variables):
+            return None
+        path = manager.save(checkpoint_number=step)
+        last_saved["step"] = step
+        return path
+
+    checkpoint_variables = list(student.variables) + list(optimizer.variables)
+    train_function = distiller.make_train_function()
+    callback_list = keras.callbacks.CallbackList(list(callbacks), add_history=False, add_progbar=False,
+                                                 model=distiller, verbose=0, epochs=1, steps=steps)
+    save_info("running")
+    bar = _progress(steps, start, progress and chief)
+    step = start
+    t0, timed_steps = time.perf_counter(), 0
+    logs = {}
+    try:
+        with _sigterm_as_interrupt():
+            callback_list.on_train_begin()
+            callback_list.on_epoch_begin(start // val_every)
+            while step < steps:
+                callback_list.on_train_batch_begin(step)
+                logs = train_function(iterator)
+                step += 1
+                timed_steps += 1
+                loss = float(logs["loss"])
+                if not math.isfinite(loss):
+                    raise _NonFinite(loss)
+                logs = {k: float(v) for k, v in logs.items()}
+                callback_list.on_train_batch_end(step, logs)
+                if step % log_every == 0 or step == steps:
+                    rate = timed_steps / max(time.perf_counter() - t0, 1e-9)
+                    with writer.as_default(step=step):
+                        for k, v in logs.items():
+                            summaries.scalar(f"train/{k}", v)
+                        summaries.scalar("train/lr", float(_current_lr(optimizer)))
+                        summaries.scalar("train/steps_per_s", rate)
+                    distiller.reset_metrics()
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
+                if step % val_every == 0 or step == steps:
+                    record = _validate(student, val_set, writer, step, logs)
+                    if record is not None:
+                        info["history"].append(record)
+                        if record["psnr"] > float(best_psnr.numpy()) and _all_finite(student.variables):
+                            best_psnr.assign(record["psnr"])
+                            best_step.assign(step)
+                            best_manager.save(checkpoint_number=step)
+                        if bar is not None:
+                            bar.write(f"step {step}: val PSNR {record['psnr']:.2f} dB  SSIM {record['ssim']:.4f}"
+                                      f"  (best {float(best_psnr.numpy()):.2f} dB at step {int(best_step.numpy())})")
+                    callback_list.on_epoch_end(step // val_every - 1, logs)
+                    if step < steps:
+                        callback_list.on_epoch_begin(step // val_every)
+                if step % ckpt_every == 0 or step == steps:
+                    save_checkpoint(step)
+                    segment["end_step"] = step
+                    save_info("running")
+            callback_list.on_train_end(logs)
+    except _NonFinite as exc:
+        if bar is not None:
+            bar.close()
+        segment["end_step"] = step
+        good = manager.latest_checkpoint
+        save_info("non-finite loss")
+        where = (f"the last good checkpoint is {good} (rerun the same command to resume from it, "
+                 f"e.g. with a lower --lr)" if good else "no checkpoint was saved before it")
+        raise KdEdgeError(f"loss became {exc.value} at step {step}: training stopped, "
+                          f"the bad weights were not saved; {where}") from None
+    except KeyboardInterrupt:
+        if bar is not None:
+            bar.close()
+        done = int(optimizer.iterations.numpy())
+        path = save_checkpoint(done)
+        segment["end_step"] = done
+        save_info("interrupted")
+        if chief:
+            where = f"saved {path}" if path else "the weights were not finite, nothing saved"
+            print(f"interrupted at step {done}: {where}; rerun the same command to resume")
+        raise
+    if bar is not None:
+        bar.close()
+    elapsed = time.perf_counter() - t0
+    segment["steps_per_s"] = timed_steps / elapsed if timed_steps and elapsed > 0 else None
+    segment["seconds"] = elapsed
+
+    # the best-by-validation weights (final weights when there is no held-out split)
+    if best_manager.latest_checkpoint:
+        best_ckpt.restore(best_manager.latest_checkpoint).assert_existing_objects_matched()
+    info["best"] = {"step": int(best_step.numpy()), "psnr": float(best_psnr.numpy())} if val_set else None
+    result = Path(best_manager.latest_checkpoint or manager.latest_checkpoint or out)
+    if export and chief:
+        from kd_edge.models import save_model
+
+        step_record = {
+            "method": method or ("distill" if teacher is not None else "train"),
+            "teacher": info["teacher"],
+            "data": info["data"],
+            "steps": step,
+            "best_step": info["best"]["step"] if info["best"] else step,
+            "seeds": info["seeds"],
+            "losses": info["losses"],
+            "optimizer": info["optimizer"],
+        }
+        if isinstance(lineage, dict):
+            step_record.update(lineage)
+            full_lineage = [step_record]
+        else:
+            full_lineage = list(lineage or []) + [step_record]
+        result = out / "model.keras"
+        save_model(student, result, arch=arch, config=config, lineage=full_lineage,
+                   extra=dict(extra or {}, validation=info["best"]))
+        info["model"] = str(result)
+    save_info("done")
+    return result
+
+
+class _NonFinite(Exception):
+    def __init__(self, value):
+        super().__init__(value)
+        self.value = value
+
+
+def _current_lr(optimizer):
+    rate = optimizer.learning_rate
+    if isinstance(rate, keras.optimizers.schedules.LearningRateSchedule):
+        return rate(optimizer.iterations)
+    return rate
+
+
+def _validate(student, val_set, writer, step, logs):
+    scores, outputs = evaluate(student, val_set)
+    if scores is None:
+        return None
+    with writer.as_default(step=step):
+        summaries.scalar("val/psnr", scores["psnr"])
+        summaries.scalar("val/ssim", scores["ssim"])
+        samples = []
+        for (_, blur, sharp), pred in list(zip(val_set, outputs))[:3]:
+            samples.append(np.concatenate([blur, pred, sharp], axis=1))  # blurred | output | sharp
+        if samples:
+            h = min(s.shape[0] for s in samples)
+            w = min(s.shape[1] for s in samples)
+            summaries.images("val/blur_output_sharp", np.stack([s[:h, :w] for s in samples]), max_outputs=3)
+    writer.flush()
+    return {"step": step, "psnr": scores["psnr"], "ssim": scores["ssim"], "loss": logs.get("loss")}
+
+
+def _load_info(path):
+    import json
+
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return {}
