@@ -1,0 +1,109 @@
+"""ONNX targets (run by ONNX Runtime): fp32 (tf2onnx), fp16 (onnxconverter-common, float32 I/O kept),
+int8 (static QDQ quantization calibrated through onnxruntime.quantization).
+
+Input ``[1, H, W, 3]`` named ``input`` (NHWC, as the Keras model); dynamic: ``[N, H, W, 3]`` all symbolic.
+"""
+from collections import Counter
+
+from kd_edge.converters.registry import Target, register
+
+OPSET = 17
+
+
+def _fp32_model(source, options):
+    import tensorflow as tf
+    import tf2onnx
+
+    from kd_edge.errors import KdEdgeError
+
+    size = options["input_size"]
+    shape = [1, size[0], size[1], 3] if size else [None, None, None, 3]
+    try:
+        model_proto, _ = tf2onnx.convert.from_keras(
+            source.model, input_signature=[tf.TensorSpec(shape, tf.float32, name="input")], opset=OPSET)
+    except Exception as exc:  # noqa: BLE001
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise KdEdgeError(f"ONNX conversion failed: {first}") from exc
+    return model_proto
+
+
+def _save(model_proto, path):
+    import onnx
+
+    onnx.save_model(model_proto, str(path))
+
+
+def convert_fp32(source, path, options):
+    _save(_fp32_model(source, options), path)
+    return {"opset": OPSET}
+
+
+def convert_fp16(source, path, options):
+    from onnxconverter_common import float16
+
+    model16 = float16.convert_float_to_float16(_fp32_model(source, options), keep_io_types=True)
+    _save(model16, path)
+    return {"opset": OPSET, "fp16": {"tool": "onnxconverter_common.float16", "keep_io_types": True}}
+
+
+def convert_int8(source, path, options):
+    import numpy as np
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    from kd_edge.converters.parity import representative
+    from kd_edge.converters.tflite import calibration_size
+
+    size = calibration_size(options, source.stride)
+    images = representative(options.get("calib"), options.get("calib_count", 32), size)
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self._it = iter([{"input": np.asarray(img[None], np.float32)} for img in images])
+
+        def get_next(self):
+            return next(self._it, None)
+
+    fp32_path = path.with_name(path.name + ".fp32.onnx")
+    try:
+        _save(_fp32_model(source, options), fp32_path)
+        quantize_static(str(fp32_path), str(path), Reader(), quant_format=QuantFormat.QDQ,
+                        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, per_channel=True)
+    finally:
+        if fp32_path.exists():
+            fp32_path.unlink()
+    return {"opset": OPSET,
+            "calibration": {"images": int(len(images)), "size": int(size), "method": "MinMax", "format": "QDQ",
+                            "source": str(options["calib"]) if options.get("calib") else "built-in synthetic blurred images"}}
+
+
+_DTYPES = {1: "float32", 10: "float16", 3: "int8", 2: "uint8", 6: "int32", 7: "int64"}
+
+
+def _value_record(value):
+    t = value.type.tensor_type
+    shape = [d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim]
+    return {"name": value.name, "shape": shape, "dtype": _DTYPES.get(t.elem_type, str(t.elem_type)), "layout": "NHWC"}
+
+
+def inspect(path) -> dict:
+    import onnx
+
+    model = onnx.load(str(path))
+    onnx.checker.check_model(model)
+    ops = Counter(node.op_type for node in model.graph.node)
+    weights = Counter(_DTYPES.get(init.data_type, str(init.data_type)) for init in model.graph.initializer)
+    return {
+        "inputs": [_value_record(v) for v in model.graph.input],
+        "outputs": [_value_record(v) for v in model.graph.output],
+        "ops": dict(sorted(ops.items())),
+        "initializer_dtypes": dict(sorted(weights.items())),
+        "opset_imports": {imp.domain or "ai.onnx": imp.version for imp in model.opset_import},
+    }
+
+
+_COMMON = dict(ecosystem="onnx", suffix=".onnx", inspect=inspect)
+register(Target("onnx-fp32", precision="fp32", convert=convert_fp32, description="float32 ONNX (tf2onnx)", **_COMMON))
+register(Target("onnx-fp16", precision="fp16", convert=convert_fp16,
+                description="float16 ONNX with float32 inputs/outputs (keep_io_types)", **_COMMON))
+register(Target("onnx-int8", precision="int8", convert=convert_int8,
+                description="static int8 QDQ (onnxruntime.quantization, per-channel weights)", **_COMMON))
