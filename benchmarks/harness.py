@@ -97,6 +97,15 @@ def _macs_at(manifest, size, model_manifest=None):
     return None
 
 
+def _manifest_summary(manifest):
+    out = {k: manifest[k] for k in ("sha256", "target", "precision", "input_size", "format", "arch", "int8_io",
+                                    "kd_edge_version", "created_utc") if k in manifest}
+    src = manifest.get("source_model")
+    if isinstance(src, dict):
+        out["source_model"] = {k: src[k] for k in ("file", "sha256", "arch", "lineage") if k in src}
+    return out or None
+
+
 def describe_artifact(path):
     """What the report needs to know about an artifact besides timings (read from the file and its manifest)."""
     p = Path(str(path).rstrip("/"))
@@ -109,6 +118,8 @@ def describe_artifact(path):
     manifest = _read_manifest(p)
     source_manifest = {}
     src = manifest.get("source") or manifest.get("source_model") or manifest.get("model")
+    if isinstance(src, dict):
+        src = src.get("path")
     if isinstance(src, str) and src.endswith(".keras"):
         src_path = Path(src) if Path(src).is_absolute() else p.parent / src
         source_manifest = _read_manifest(src_path) if src_path.exists() else {}
@@ -122,8 +133,7 @@ def describe_artifact(path):
         "params": _num(manifest.get("params")) or _num(source_manifest.get("params")),
         "manifest_all": manifest, "source_manifest": source_manifest,
         "file_bytes": _file_bytes(p), "gzip_bytes": _gzip_bytes(p),
-        "manifest": {k: manifest[k] for k in ("sha256", "target", "source", "source_sha256", "input_size", "format",
-                                              "arch", "kd_edge_version", "int8_io") if k in manifest} or None,
+        "manifest": _manifest_summary(manifest),
     }
 
 

@@ -77,24 +77,29 @@ def _index(doc):
     return {(r["model"], r["target"], r["kind"], r["threads"], r["size"]): r for r in _ok(doc)}
 
 
+def _fp32_litert(doc, r):
+    for b in _ok(doc):
+        if (b["kind"] == "tflite" and b.get("precision") == "fp32" and b["model"] == r["model"]
+                and b["threads"] == r["threads"] and b["size"] == r["size"]):
+            return b
+    return None
+
+
 def headline_ratios(doc):
-    """int8 vs fp32, ONNX Runtime vs LiteRT, Keras vs LiteRT, and best artifact vs the P100 student."""
-    idx = _index(doc)
+    """int8/fp16/dynamic vs fp32 (LiteRT), ONNX Runtime and Keras vs LiteRT fp32, best artifact vs the P100 student."""
     out = []
-    for (model, target, kind, t, size), r in sorted(idx.items(), key=lambda kv: (kv[0][0], kv[0][4], kv[0][3], kv[0][1])):
-        if kind != "tflite" or target == "fp32":
+    order = sorted(_ok(doc), key=lambda r: (r["model"], r["size"], r["threads"], r["kind"], r["target"]))
+    for r in order:
+        base = _fp32_litert(doc, r)
+        if not base or base is r:
             continue
-        base = idx.get((model, "fp32", "tflite", t, size))
-        if base:
-            out.append(f"{model} {target} vs fp32 (LiteRT, {t} thr, {size}px): "
-                       f"{r['latency_ms']['p50'] / base['latency_ms']['p50']:.2f}x")
-    for (model, target, kind, t, size), r in sorted(idx.items()):
-        if kind in ("onnx", "keras"):
-            base = idx.get((model, "fp32", "tflite", t, size))
-            if base:
-                label = "ONNX Runtime" if kind == "onnx" else "Keras/TF"
-                out.append(f"{model} {label} ({target}) vs LiteRT fp32 ({t} thr, {size}px): "
-                           f"{r['latency_ms']['p50'] / base['latency_ms']['p50']:.2f}x")
+        ratio = r["latency_ms"]["p50"] / base["latency_ms"]["p50"]
+        if r["kind"] == "tflite":
+            label = f"LiteRT {r['target']} vs LiteRT {base['target']}"
+        else:
+            label = {"onnx": "ONNX Runtime", "keras": "Keras/TF", "coreml": "Core ML"}[r["kind"]]
+            label = f"{label} {r['target']} vs LiteRT {base['target']}"
+        out.append(f"{r['model']} {label} ({r['threads']} thr, {r['size']}px): {ratio:.2f}x")
     best = {}
     for r in _ok(doc):
         vs = (r.get("vs_p100") or {}).get("student")
