@@ -1,0 +1,353 @@
+"""Per-image PSNR/SSIM of any set of models (Keras models and converted artifacts) on a DBlur-layout folder.
+
+The blurred input itself is scored as the floor, and classical baselines (Wiener, Richardson-Lucy with the true
+kernel) are scored where the synthetic set recorded the kernel. Model outputs are clipped to [0, 1] before scoring
+(what a saved image would hold). A few images, picked with the seed, are kept for the qualitative figures.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from kd_edge import metrics
+from kd_edge.errors import InputFileError, KdEdgeError
+
+BLURRED = "blurred"
+DEFAULT_SAMPLES = 2
+CROP_RANGE = (128, 196)      # zoomed centre crops of the original report, for 256 px images
+
+
+@dataclass
+class ModelEntry:
+    """One evaluated model: its display name, the artifact it came from and the loaded runtime."""
+
+    name: str
+    path: str
+    runtime: object
+    kind: str
+    manifest: dict
+    params: int | None = None
+    file_bytes: int | None = None
+
+
+@dataclass
+class Sample:
+    """An image kept for the qualitative figure: every restored version and the centre crop to zoom on."""
+
+    name: str
+    blur: np.ndarray
+    sharp: np.ndarray
+    outputs: dict                # column name -> float32 HxWx3
+    crop: tuple                  # (top, left, size)
+
+
+@dataclass
+class EvalResult:
+    data_dir: str
+    split_dir: str
+    seed: int
+    tile: int | None
+    images: list                 # image file names, in evaluation order
+    sizes: list                  # (height, width) per image
+    models: list                 # ModelEntry (runtime dropped after evaluation)
+    baselines: list              # baseline column names that were scored
+    psnr: dict                   # column -> float64 array, one value per image (NaN where not scored)
+    ssim: dict
+    samples: list = field(default_factory=list)
+    notes: list = field(default_factory=list)
+
+    @property
+    def columns(self):
+        """Scored columns: the blurred floor, the baselines, then the models in the given order."""
+        return [BLURRED, *self.baselines, *(m.name for m in self.models)]
+
+
+# --------------------------------------------------------------------------------------------- data
+def resolve_split(data_dir) -> Path:
+    """The folder that holds blur/ and sharp/: DIR itself, or DIR/test (then DIR/val) for a dataset root."""
+    root = Path(data_dir)
+    if not root.exists():
+        raise InputFileError(root, "data directory does not exist")
+    if not root.is_dir():
+        raise InputFileError(root, "not a directory (expected a DBlur-layout folder with blur/ and sharp/)")
+    for candidate in (root, root / "test", root / "val", root / "valid"):
+        if (candidate / "blur").is_dir() and (candidate / "sharp").is_dir():
+            return candidate
+    raise InputFileError(root, "no blur/ and sharp/ folders (expected DIR/blur + DIR/sharp or DIR/test/blur + DIR/test/sharp)")
+
+
+def list_pairs(split_dir: Path):
+    """[(name, blur_path, sharp_path)] sorted by name, via kd_edge.data.dblur.find_pairs."""
+    try:
+        from kd_edge.data.dblur import find_pairs
+    except ImportError:  # TEMP until the data module lands
+        find_pairs = _tmp_find_pairs
+    pairs = [(p.name, Path(p.blur), Path(p.sharp)) for p in find_pairs(split_dir)]
+    if not pairs:
+        raise InputFileError(split_dir, "no blurred/sharp image pairs with matching names")
+    return sorted(pairs, key=lambda p: p[0])
+
+
+def kernel_path(split_dir: Path, name: str):
+    """<split>/kernels/<stem>.npy (or <name>.npy) if the synthetic set recorded the blur kernel, else None."""
+    folder = Path(split_dir) / "kernels"
+    for candidate in (folder / f"{Path(name).stem}.npy", folder / f"{name}.npy"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _read_pair(blur_path, sharp_path):
+    try:
+        from kd_edge.images import read_image
+    except ImportError:  # TEMP until kd_edge.images lands
+        read_image = _tmp_read_image
+    blur = read_image(blur_path).rgb.astype(np.float32)
+    sharp = read_image(sharp_path).rgb.astype(np.float32)
+    if blur.shape != sharp.shape:
+        raise InputFileError(blur_path, f"size {blur.shape[1]}x{blur.shape[0]} differs from its sharp image "
+                                        f"{sharp_path} ({sharp.shape[1]}x{sharp.shape[0]})")
+    return blur, sharp
+
+
+# --------------------------------------------------------------------------------------------- models
+def default_names(paths):
+    """Display names from the file names (stem without the .keras/.tflite suffix), made unique."""
+    names, seen = [], {}
+    for path in paths:
+        name = Path(str(path).rstrip("/")).name
+        for suffix in (".keras", ".tflite", ".onnx", ".mlpackage", ".h5"):
+            if name.endswith(suffix):
+                name = name[: -len(suffix)]
+                break
+        if name in seen:
+            seen[name] += 1
+            name = f"{name}-{seen[name]}"
+        else:
+            seen[name] = 1
+        names.append(name)
+    return names
+
+
+def parse_names(text, count):
+    """--names 'teacher,student' -> list of `count` names (None -> None)."""
+    if text is None:
+        return None
+    names = [n.strip() for n in str(text).split(",")]
+    if len(names) != count or any(not n for n in names):
+        raise KdEdgeError(f"--names gives {len(names)} name(s) ({text!r}) for {count} model(s); give one non-empty name per model")
+    if len(set(names)) != len(names):
+        raise KdEdgeError(f"--names has duplicates ({text!r}); each model needs its own name")
+    reserved = {BLURRED, "wiener", "richardson-lucy", "file"}
+    clash = sorted(reserved.intersection(n.lower() for n in names))
+    if clash:
+        raise KdEdgeError(f"--names uses reserved column name(s) {', '.join(clash)}")
+    return names
+
+
+def load_models(paths, names=None, *, threads=None):
+    """Load every model through kd_edge.runtime.load; returns [ModelEntry]."""
+    from kd_edge.runtime import load
+
+    paths = [str(p) for p in paths]
+    names = names or default_names(paths)
+    entries = []
+    for name, path in zip(names, paths):
+        if not Path(path).exists():
+            raise InputFileError(path, f"model {name!r} does not exist")
+        runtime = load(path, threads=threads)
+        manifest = dict(getattr(runtime, "manifest", None) or {})
+        entries.append(ModelEntry(name=name, path=path, runtime=runtime, kind=getattr(runtime, "kind", "?"),
+                                  manifest=manifest, params=_params(runtime, manifest), file_bytes=_file_bytes(path)))
+    return entries
+
+
+def _params(runtime, manifest):
+    value = manifest.get("params")
+    if isinstance(value, (int, float)) and value > 0:
+        return int(value)
+    model = getattr(runtime, "model", None)
+    if model is not None and hasattr(model, "count_params"):
+        try:
+            return int(model.count_params())
+        except Exception:  # noqa: BLE001 - an unbuilt model simply has no count
+            return None
+    return None
+
+
+def _file_bytes(path):
+    path = Path(path)
+    if path.is_dir():
+        return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+    return path.stat().st_size if path.is_file() else None
+
+
+def restore_image(entry: ModelEntry, blur: np.ndarray, *, tile=None, overlap=32) -> np.ndarray:
+    """Run one model on one whole image through kd_edge.tiling; float32 HxWx3 clipped to [0, 1].
+
+    Fixed-size artifacts are tiled at their own size; a dynamic model is tiled at ``tile`` when given, else it
+    sees the whole image, padded to its stride and cropped back.
+    """
+    from kd_edge.tiling import deblur
+
+    runtime = entry.runtime
+    input_size = getattr(runtime, "input_size", None)
+    if input_size is not None:
+        size, tile_arg = int(min(input_size)), None
+    elif tile:
+        size, tile_arg = int(tile), int(tile)
+    else:
+        size, tile_arg = None, 0
+    overlap = min(int(overlap), size // 4) if size else overlap
+    out = np.asarray(deblur(blur, runtime, tile=tile_arg, overlap=overlap, clip=False), dtype=np.float32)
+    if out.shape != blur.shape:
+        raise KdEdgeError(f"returned shape {out.shape} for an input of shape {blur.shape}")
+    if not np.all(np.isfinite(out)):
+        raise KdEdgeError("returned NaN or infinite values")
+    return np.clip(out, 0.0, 1.0)
+
+
+# --------------------------------------------------------------------------------------------- evaluation
+def pick_samples(count, total, seed):
+    """Indices of the images shown in the qualitative figures and their crop sizes: recorded seed, sorted."""
+    rng = np.random.default_rng(seed)
+    count = max(0, min(int(count), total))
+    indices = sorted(int(i) for i in rng.choice(total, size=count, replace=False)) if count else []
+    crops = [int(rng.integers(CROP_RANGE[0], CROP_RANGE[1] + 1)) for _ in indices]
+    return dict(zip(indices, crops))
+
+
+def centre_crop_box(height, width, crop):
+    """(top, left, size) of a centred square crop; the 128-196 px range is scaled for images under 256 px."""
+    short = min(height, width)
+    size = crop if short >= 256 else max(8, int(round(crop * short / 256.0)))
+    size = min(size, short)
+    return (height - size) // 2, (width - size) // 2, size
+
+
+def evaluate(data_dir, model_paths, *, names=None, limit=None, baselines=True, tile=None, seed=0,
+             samples=DEFAULT_SAMPLES, threads=None, progress=True, models=None) -> EvalResult:
+    """Score every model (and the blurred floor, and the baselines where kernels exist) on every image.
+
+    ``models`` may pass already loaded ModelEntry objects instead of ``model_paths``.
+    """
+    from tqdm import tqdm
+
+    from kd_edge.report import baselines as classical
+
+    split_dir = resolve_split(data_dir)
+    pairs = list_pairs(split_dir)
+    if limit is not None:
+        if int(limit) < 1:
+            raise KdEdgeError(f"--limit must be at least 1 (got {limit})")
+        pairs = pairs[: int(limit)]
+    entries = models if models is not None else load_models(model_paths, names, threads=threads)
+    if not entries:
+        raise KdEdgeError("no model to evaluate")
+
+    kernels = {name: kernel_path(split_dir, name) for name, _, _ in pairs} if baselines else {}
+    baseline_names = list(classical.BASELINES) if any(kernels.values()) else []
+    notes = []
+    if baselines and not baseline_names:
+        notes.append(f"No classical baselines: {split_dir}/kernels/ records no blur kernel for these images "
+                     "(only sets made by `kd-edge data synth` have them).")
+    elif baseline_names and not all(kernels.values()):
+        missing = sum(1 for v in kernels.values() if v is None)
+        notes.append(f"Baselines skipped on {missing} image(s) without a recorded kernel.")
+
+    chosen = pick_samples(samples, len(pairs), seed)
+    columns = [BLURRED, *baseline_names, *(e.name for e in entries)]
+    psnr = {c: np.full(len(pairs), np.nan) for c in columns}
+    ssim = {c: np.full(len(pairs), np.nan) for c in columns}
+    kept, sizes = [], []
+
+    bar = tqdm(pairs, desc="eval", unit="img", disable=not progress, dynamic_ncols=True, leave=False)
+    for i, (name, blur_path, sharp_path) in enumerate(bar):
+        bar.set_postfix_str(name, refresh=False)
+        blur, sharp = _read_pair(blur_path, sharp_path)
+        sizes.append(blur.shape[:2])
+        outputs = {BLURRED: blur}
+        kernel_file = kernels.get(name)
+        if baseline_names and kernel_file is not None:
+            kernel = classical.load_kernel(kernel_file)
+            for bname in baseline_names:
+                outputs[bname] = classical.restore(bname, blur, kernel)
+        for entry in entries:
+            try:
+                outputs[entry.name] = restore_image(entry, blur, tile=tile)
+            except KdEdgeError as exc:
+                raise KdEdgeError(f"model {entry.name!r} ({entry.path}) failed on {blur_path}: {exc}") from exc
+            except Exception as exc:  # noqa: BLE001 - any runtime failure becomes one line naming model and image
+                raise KdEdgeError(f"model {entry.name!r} ({entry.path}) failed on {blur_path}: "
+                                  f"{type(exc).__name__}: {_first_line(exc)}") from exc
+        for column, image in outputs.items():
+            psnr[column][i] = metrics.psnr(image, sharp)
+            ssim[column][i] = metrics.ssim(image, sharp)
+        if i in chosen:
+            crop = centre_crop_box(blur.shape[0], blur.shape[1], chosen[i])
+            kept.append(Sample(name=name, blur=blur, sharp=sharp,
+                               outputs={k: v for k, v in outputs.items() if k != BLURRED}, crop=crop))
+    bar.close()
+
+    for entry in entries:
+        entry.runtime = None  # release the models; the result keeps only what the report shows
+    return EvalResult(data_dir=str(data_dir), split_dir=str(split_dir), seed=int(seed), tile=tile,
+                      images=[p[0] for p in pairs], sizes=sizes, models=list(entries), baselines=baseline_names,
+                      psnr=psnr, ssim=ssim, samples=kept, notes=notes)
+
+
+def _first_line(exc):
+    text = str(exc).strip()
+    return text.splitlines()[0][:300] if text else "(no message)"
+
+
+# --------------------------------------------------------------------------------------------- CSV
+def csv_rows(result: EvalResult):
+    """Header and rows of the per-image CSV: file, then <column>_psnr and <column>_ssim for every column."""
+    header = ["file"]
+    for column in result.columns:
+        header += [f"{column}_psnr", f"{column}_ssim"]
+    rows = []
+    for i, name in enumerate(result.images):
+        row = [name]
+        for column in result.columns:
+            row += [_num(result.psnr[column][i]), _num(result.ssim[column][i])]
+        rows.append(row)
+    return header, rows
+
+
+def _num(value):
+    value = float(value)
+    return "" if math.isnan(value) else repr(value)
+
+
+def write_csv(result: EvalResult, path):
+    import csv
+    import io
+
+    from kd_edge.atomic import write_text
+
+    header, rows = csv_rows(result)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    write_text(path, buffer.getvalue())
+    return Path(path)
+
+
+# TEMP stand-ins until kd_edge.data / kd_edge.images land
+def _tmp_find_pairs(split_dir):
+    from types import SimpleNamespace
+    split_dir = Path(split_dir)
+    return [SimpleNamespace(name=p.name, blur=p, sharp=split_dir / "sharp" / p.name)
+            for p in sorted((split_dir / "blur").iterdir()) if (split_dir / "sharp" / p.name).is_file()]
+
+
+def _tmp_read_image(path):
+    from types import SimpleNamespace
+    from PIL import Image
+    return SimpleNamespace(rgb=np.asarray(Image.open(path).convert("RGB"), dtype=np.float32) / 255.0)

@@ -1,0 +1,132 @@
+"""The numbers of the report, computed from the per-image scores: aggregates, correlation, shares, retention."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+SSIM_THRESHOLD = 0.9
+
+
+def _valid(values):
+    values = np.asarray(values, dtype=np.float64)
+    return values[np.isfinite(values)]
+
+
+def aggregate(values):
+    """mean, std (population), median, p10, p90, min, max, n over the finite values (NaN when there are none)."""
+    v = _valid(values)
+    if v.size == 0:
+        nan = float("nan")
+        return {"n": 0, "mean": nan, "std": nan, "median": nan, "p10": nan, "p90": nan, "min": nan, "max": nan}
+    return {"n": int(v.size), "mean": float(v.mean()), "std": float(v.std()), "median": float(np.median(v)),
+            "p10": float(np.percentile(v, 10)), "p90": float(np.percentile(v, 90)),
+            "min": float(v.min()), "max": float(v.max())}
+
+
+def pearson(x, y):
+    """Pearson r of PSNR and SSIM over images where both are finite; NaN with < 3 images or a constant series."""
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    keep = np.isfinite(x) & np.isfinite(y)
+    x, y = x[keep], y[keep]
+    if x.size < 3 or x.std() == 0 or y.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(x, y)[0, 1])
+
+
+def share_above(values, threshold=SSIM_THRESHOLD):
+    """Fraction of scored images strictly above ``threshold``."""
+    v = _valid(values)
+    return float("nan") if v.size == 0 else float(np.mean(v > threshold))
+
+
+def column_summary(result, column):
+    return {
+        "psnr": aggregate(result.psnr[column]),
+        "ssim": aggregate(result.ssim[column]),
+        "psnr_ssim_r": pearson(result.psnr[column], result.ssim[column]),
+        "share_ssim_above_0_9": share_above(result.ssim[column]),
+    }
+
+
+def teacher_name(result):
+    """The model named 'teacher' (any case), else the first model when there are several; None for one model."""
+    names = [m.name for m in result.models]
+    for name in names:
+        if name.lower() == "teacher":
+            return name
+    return names[0] if len(names) > 1 else None
+
+
+def retention(result, summaries=None):
+    """For every model other than the teacher: % of the teacher's mean PSNR and SSIM, and the share of the
+    teacher's PSNR (and SSIM) gain over the blurred input that it keeps. {} with a single model."""
+    teacher = teacher_name(result)
+    if teacher is None:
+        return {}
+    summaries = summaries or {c: column_summary(result, c) for c in result.columns}
+    t_psnr = summaries[teacher]["psnr"]["mean"]
+    t_ssim = summaries[teacher]["ssim"]["mean"]
+    b_psnr = summaries["blurred"]["psnr"]["mean"]
+    b_ssim = summaries["blurred"]["ssim"]["mean"]
+    out = {}
+    for model in result.models:
+        if model.name == teacher:
+            continue
+        s_psnr = summaries[model.name]["psnr"]["mean"]
+        s_ssim = summaries[model.name]["ssim"]["mean"]
+        out[model.name] = {
+            "teacher": teacher,
+            "psnr_pct": _ratio(s_psnr, t_psnr),
+            "ssim_pct": _ratio(s_ssim, t_ssim),
+            "psnr_gain_share_pct": _ratio(s_psnr - b_psnr, t_psnr - b_psnr),
+            "ssim_gain_share_pct": _ratio(s_ssim - b_ssim, t_ssim - b_ssim),
+            "delta_psnr_db": s_psnr - t_psnr,
+            "delta_ssim": s_ssim - t_ssim,
+            "params_pct": _ratio(model.params, _params_of(result, teacher)),
+        }
+    return out
+
+
+def _params_of(result, name):
+    for m in result.models:
+        if m.name == name:
+            return m.params
+    return None
+
+
+def _ratio(a, b):
+    if a is None or b is None:
+        return float("nan")
+    a, b = float(a), float(b)
+    if not (math.isfinite(a) and math.isfinite(b)) or b == 0:
+        return float("nan")
+    return 100.0 * a / b
+
+
+def summarize(result):
+    """Everything numeric the report states, as a JSON-ready dict (NaN stays NaN; the writer turns it to null)."""
+    summaries = {c: column_summary(result, c) for c in result.columns}
+    return {
+        "images": len(result.images),
+        "columns": summaries,
+        "teacher": teacher_name(result),
+        "retention": retention(result, summaries),
+    }
+
+
+def gaussian_kde(values, grid):
+    """Gaussian kernel density of ``values`` on ``grid`` with Silverman's bandwidth (floored so that a constant
+    series still draws a narrow peak). Plain numpy, deterministic."""
+    v = _valid(values)
+    grid = np.asarray(grid, dtype=np.float64)
+    if v.size == 0:
+        return np.zeros_like(grid)
+    spread = v.std(ddof=1) if v.size > 1 else 0.0
+    iqr = np.subtract(*np.percentile(v, [75, 25])) / 1.349 if v.size > 1 else 0.0
+    scale = min(spread, iqr) if iqr > 0 else spread
+    span = float(grid.max() - grid.min()) if grid.size > 1 else 1.0
+    bandwidth = max(0.9 * scale * v.size ** (-0.2), span / 200.0, 1e-6)
+    z = (grid[:, None] - v[None, :]) / bandwidth
+    return np.exp(-0.5 * z * z).sum(axis=1) / (v.size * bandwidth * math.sqrt(2 * math.pi))
