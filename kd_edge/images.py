@@ -261,12 +261,13 @@ def to_uint(rgb, bit_depth=8) -> np.ndarray:
     return np.rint(arr).astype(np.uint16 if bit_depth == 16 else np.uint8)
 
 
-def write_image(path, rgb, *, bit_depth=8, alpha=None, grayscale=False):
+def write_image(path, rgb, *, bit_depth=8, alpha=None, grayscale=False, png_compress_level=1):
     """Write float [0,1] ``rgb`` (HxWx3, or HxW / HxWx1 grey) atomically; the format comes from the suffix.
 
     ``bit_depth`` 16 is available for PNG and TIFF. ``alpha`` (HxW; uint8, uint16 or float in [0,1]) is
     stored as a fourth (or second, when ``grayscale``) channel; JPEG cannot hold it. ``grayscale`` writes
-    one channel (Rec. 601 luma of the three).
+    one channel (Rec. 601 luma of the three). PNG uses zlib level ``png_compress_level`` (1: fast, about
+    15% larger than 6, four times quicker to write).
     """
     path = Path(path)
     suffix = path.suffix.lower()
@@ -311,7 +312,8 @@ def write_image(path, rgb, *, bit_depth=8, alpha=None, grayscale=False):
                 if data.ndim == 3:  # grey + alpha: OpenCV has no 16-bit LA writer, store as RGBA
                     g = data[:, :, 0]
                     bgr = np.dstack([g, g, g, data[:, :, 1]])
-            ok, buf = cv2.imencode(".png", np.ascontiguousarray(bgr))
+            ok, buf = cv2.imencode(".png", np.ascontiguousarray(bgr),
+                                   [cv2.IMWRITE_PNG_COMPRESSION, int(png_compress_level)])
             if not ok:
                 raise KdEdgeError(f"{path}: OpenCV could not encode the 16-bit PNG")
             Path(tmp).write_bytes(buf.tobytes())
@@ -327,7 +329,7 @@ def write_image(path, rgb, *, bit_depth=8, alpha=None, grayscale=False):
             else:
                 img = Image.fromarray(data, "RGB")
             fmt = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP", ".webp": "WEBP"}[suffix]
-            options = {}
+            options = {"compress_level": int(png_compress_level)} if fmt == "PNG" else {}
             if fmt == "JPEG":
                 options = {"quality": 95, "subsampling": 0}
             elif fmt == "WEBP":

@@ -1,0 +1,243 @@
+"""tf.data pipelines over DBlur-layout folders, whole-image evaluation pairs and calibration images.
+
+Images are decoded in Python with :func:`kd_edge.images.read_image` (any format, mode or bit depth:
+grayscale becomes 3 channels, alpha is dropped with a warning, 16-bit is scaled to float). When the
+decoded set fits in ``cache_bytes`` it is kept in memory (as uint8/uint16) after first use, so
+training is not I/O bound. A pair whose sizes differ raises InputFileError naming both files; it is
+never resized.
+"""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from kd_edge.data.dblur import find_pairs, is_split_dir, resolve_split
+from kd_edge.errors import InputFileError, KdEdgeError
+from kd_edge.images import IMAGE_SUFFIXES, image_size, read_image
+
+HELDOUT_SPLITS = ("test", "validation", "val", "valid")
+DEFAULT_CACHE_BYTES = 2 * 1024**3
+
+
+def _size_mismatch(blur_path, sharp_path, bsize, ssize):
+    return InputFileError(blur_path, f"size {bsize[0]}x{bsize[1]} differs from its sharp image {sharp_path} "
+                                     f"({ssize[0]}x{ssize[1]}); pairs are never resized")
+
+
+def load_rgb(path):
+    """float32 HxWx3 of any image file; alpha dropped with a warning naming the file."""
+    img = read_image(path)
+    if img.alpha is not None:
+        warnings.warn(f"{path}: alpha channel dropped ({img.mode})", stacklevel=2)
+    return img
+
+
+def load_pair(blur_path, sharp_path):
+    """(blur, sharp) float32 HxWx3; InputFileError naming both files when their sizes differ."""
+    b, s = load_rgb(blur_path), load_rgb(sharp_path)
+    if b.rgb.shape != s.rgb.shape:
+        raise _size_mismatch(blur_path, sharp_path, b.size, s.size)
+    return b.rgb, s.rgb
+
+
+class _PairStore:
+    """Decoded pairs, cached in memory as integers when they fit."""
+
+    def __init__(self, pairs, cache):
+        self.pairs = pairs
+        self.cache = cache
+        self._mem = {}
+
+    def get(self, i):
+        hit = self._mem.get(i)
+        if hit is not None:
+            return hit
+        pair = self.pairs[i]
+        b, s = load_rgb(pair.blur), load_rgb(pair.sharp)
+        if b.rgb.shape != s.rgb.shape:
+            raise _size_mismatch(pair.blur, pair.sharp, b.size, s.size)
+        if self.cache:
+            item = (_compact(b), _compact(s))
+            self._mem[i] = item
+            return item
+        return b.rgb, s.rgb
+
+
+def _compact(img):
+    if img.bit_depth == 16:
+        return np.rint(img.rgb * 65535.0).astype(np.uint16)
+    return np.rint(img.rgb * 255.0).astype(np.uint8)
+
+
+def _to_float(arr):
+    if arr.dtype == np.uint8:
+        return arr.astype(np.float32) * np.float32(1 / 255.0)
+    if arr.dtype == np.uint16:
+        return arr.astype(np.float32) * np.float32(1 / 65535.0)
+    return arr.astype(np.float32, copy=False)
+
+
+def training_pairs(data_dir, *, patch=128):
+    """The pairs of the training split that can give a ``patch`` crop; checks every pair's sizes (headers)."""
+    split = resolve_split(data_dir, prefer=("train",))
+    pairs = find_pairs(split)
+    if not pairs:
+        raise InputFileError(split, "no blurred/sharp pairs with matching file names")
+    usable, small = [], []
+    for p in pairs:
+        bsize, ssize = image_size(p.blur), image_size(p.sharp)
+        if bsize != ssize:
+            raise _size_mismatch(p.blur, p.sharp, bsize, ssize)
+        if bsize[0] < patch or bsize[1] < patch:
+            small.append(p)
+            continue
+        usable.append((p, bsize))
+    if small:
+        warnings.warn(f"{split}: {len(small)} pair(s) smaller than the {patch}px patch left out "
+                      f"(first: {small[0].blur})", stacklevel=2)
+    if not usable:
+        raise InputFileError(split, f"no pair is at least {patch}x{patch} px (use a smaller --patch)")
+    return split, usable
+
+
+def patch_stream(data_dir, *, patch=128, seed=0, augment=True, repeat=True, cache_bytes=DEFAULT_CACHE_BYTES):
+    """A re-startable numpy generator factory of aligned (blur, sharp) float32 patches.
+
+    Each epoch visits every pair once in an order drawn from ``numpy.random.default_rng(seed)``; the
+    crop offset, 90-degree rotation and horizontal flip are drawn from the same stream and applied to
+    both images, so a given seed gives the same sequence every time.
+    """
+    patch = int(patch)
+    if patch < 1:
+        raise KdEdgeError(f"--patch must be positive, got {patch}")
+    split, usable = training_pairs(data_dir, patch=patch)
+    total_bytes = sum(w * h * 3 * 2 for _, (w, h) in usable)
+    store = _PairStore([p for p, _ in usable], cache=total_bytes <= cache_bytes)
+
+    def generate():
+        rng = np.random.default_rng(int(seed))
+        while True:
+            for i in rng.permutation(len(store.pairs)):
+                blur, sharp = store.get(int(i))
+                h, w = blur.shape[:2]
+                y = int(rng.integers(0, h - patch + 1))
+                x = int(rng.integers(0, w - patch + 1))
+                b = blur[y:y + patch, x:x + patch]
+                s = sharp[y:y + patch, x:x + patch]
+                if augment:
+                    k = int(rng.integers(4))
+                    flip = bool(rng.integers(2))
+                    b, s = np.rot90(b, k), np.rot90(s, k)
+                    if flip:
+                        b, s = b[:, ::-1], s[:, ::-1]
+                yield np.ascontiguousarray(_to_float(b)), np.ascontiguousarray(_to_float(s))
+            if not repeat:
+                return
+
+    generate.split = split
+    generate.pairs = len(store.pairs)
+    generate.cached = store.cache
+    return generate
+
+
+def train_dataset(data_dir, *, patch=128, batch=8, seed=0, augment=True, repeat=True,
+                  cache_bytes=DEFAULT_CACHE_BYTES):
+    """tf.data.Dataset of ``(blur, sharp)`` float32 NHWC batches in [0,1] with aligned random crops.
+
+    ``data_dir`` is a split folder (``blur/`` + ``sharp/``) or a root whose ``train/`` is used. With
+    ``repeat=False`` the dataset is one epoch (one crop per pair; the last batch may be smaller).
+    """
+    import kd_edge  # noqa: F401  (tf_keras switch before TensorFlow)
+    import tensorflow as tf
+
+    generate = patch_stream(data_dir, patch=patch, seed=seed, augment=augment, repeat=repeat,
+                            cache_bytes=cache_bytes)
+    spec = tf.TensorSpec(shape=(int(patch), int(patch), 3), dtype=tf.float32)
+    ds = tf.data.Dataset.from_generator(generate, output_signature=(spec, spec))
+    ds = ds.batch(int(batch), drop_remainder=bool(repeat))
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def heldout_split(data_dir):
+    """``data_dir`` if it is a split, else its test/ (validation/, val/, valid/) split."""
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise InputFileError(data_dir, "not a directory")
+    if is_split_dir(data_dir):
+        return data_dir
+    for name in HELDOUT_SPLITS:
+        if is_split_dir(data_dir / name):
+            return data_dir / name
+    raise InputFileError(data_dir, "no blur/ and sharp/ folders and no test/ or validation/ split holding them")
+
+
+def eval_pairs(data_dir, *, limit=None):
+    """Yield ``(name, blur, sharp)`` float32 HxWx3 whole images, sorted by name.
+
+    ``data_dir`` is a split folder or a root (its test/ or validation/ split is used).
+    """
+    split = heldout_split(data_dir)
+    pairs = find_pairs(split)
+    if not pairs:
+        raise InputFileError(split, "no blurred/sharp pairs with matching file names")
+    for n, pair in enumerate(pairs):
+        if limit is not None and n >= int(limit):
+            return
+        blur, sharp = load_pair(pair.blur, pair.sharp)
+        yield pair.name, blur, sharp
+
+
+def _calibration_files(data_dir):
+    root = Path(data_dir)
+    if not root.exists():
+        raise InputFileError(root, "no such file or directory")
+    if root.is_file():
+        return [root]
+    if is_split_dir(root):
+        folder = root / "blur"
+    else:
+        try:
+            folder = resolve_split(root, prefer=("train",)) / "blur"
+        except InputFileError:
+            folder = root
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise InputFileError(root, "no images found for calibration")
+    return files
+
+
+def representative_images(data_dir=None, *, count=32, size=256, seed=0):
+    """float32 N x size x size x 3 in [0,1]: blurred images for int8 calibration.
+
+    ``data_dir`` None uses built-in synthetic blurred images (scikit-image photographs and dead leaves,
+    motion blur); otherwise random crops of the blurred images of a DBlur split/root or of any folder of
+    images (smaller images are padded symmetrically). Deterministic for a given seed.
+    """
+    count, size = int(count), int(size)
+    if count < 1 or size < 1:
+        raise KdEdgeError("representative_images needs count >= 1 and size >= 1")
+    if data_dir is None:
+        from kd_edge.data.synth import synth_pairs
+
+        kmax = min(29, max(3, (size // 2) | 1) - 2) if size < 32 else 29
+        kmin = min(13, kmax)
+        return np.stack([p.blur for p in synth_pairs(count, size, seed, kernel_min=kmin, kernel_max=kmax)])
+    files = _calibration_files(data_dir)
+    rng = np.random.default_rng([int(seed), 0xCA1])
+    order = rng.permutation(len(files))
+    out = []
+    while len(out) < count:
+        for j in order:
+            if len(out) >= count:
+                break
+            img = load_rgb(files[int(j)]).rgb
+            h, w = img.shape[:2]
+            if h < size or w < size:
+                py, px = max(0, size - h), max(0, size - w)
+                img = np.pad(img, ((py // 2, py - py // 2), (px // 2, px - px // 2), (0, 0)), mode="symmetric")
+                h, w = img.shape[:2]
+            y, x = int(rng.integers(0, h - size + 1)), int(rng.integers(0, w - size + 1))
+            out.append(img[y:y + size, x:x + size])
+    return np.stack(out).astype(np.float32)
