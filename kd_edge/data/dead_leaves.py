@@ -37,15 +37,17 @@ def dead_leaves(rng, size, *, width=None, discs=None, r_min=None, r_max=None, te
         gy = rng.normal(0, 0.3, n + 1).astype(np.float32)
         ctr = np.vstack([centres, [[W / 2, H / 2]]]).astype(np.float32)
         offset = 1.0 - gx * ctr[:, 0] / W - gy * ctr[:, 1] / H
-        table = np.concatenate([colours, gx[:, None], gy[:, None], offset[:, None]], axis=1).astype(np.float32)
-        px = table[labels]  # H x W x 6, one gather
         xx = (np.arange(W, dtype=np.float32) / W)[None, :]
         yy = (np.arange(H, dtype=np.float32) / H)[:, None]
-        shade = px[:, :, 3] * xx + px[:, :, 4] * yy + px[:, :, 5]
-        img = px[:, :, :3] * shade[:, :, None]
+        shade = np.take(gx, labels) * xx
+        shade += np.take(gy, labels) * yy
+        shade += np.take(offset.astype(np.float32), labels)
+        img = np.take(colours, labels, axis=0)
+        img *= shade[:, :, None]
     else:
-        img = colours[labels]
-    img = cv2.resize(np.clip(img, 0, 1).astype(np.float32), (w, h), interpolation=cv2.INTER_AREA)
+        img = np.take(colours, labels, axis=0)
+    np.clip(img, 0, 1, out=img)
+    img = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)
     if texture:
         # band-limited texture on half of the discs, applied at the output resolution
         amp = (rng.uniform(0, 0.2, n + 1) * (rng.uniform(size=n + 1) < 0.5)).astype(np.float32)
