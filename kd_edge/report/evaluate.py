@@ -81,10 +81,8 @@ def resolve_split(data_dir) -> Path:
 
 def list_pairs(split_dir: Path):
     """[(name, blur_path, sharp_path)] sorted by name, via kd_edge.data.dblur.find_pairs."""
-    try:
-        from kd_edge.data.dblur import find_pairs
-    except ImportError:  # TEMP until the data module lands
-        find_pairs = _tmp_find_pairs
+    from kd_edge.data.dblur import find_pairs
+
     pairs = [(p.name, Path(p.blur), Path(p.sharp)) for p in find_pairs(split_dir)]
     if not pairs:
         raise InputFileError(split_dir, "no blurred/sharp image pairs with matching names")
@@ -101,10 +99,8 @@ def kernel_path(split_dir: Path, name: str):
 
 
 def _read_pair(blur_path, sharp_path):
-    try:
-        from kd_edge.images import read_image
-    except ImportError:  # TEMP until kd_edge.images lands
-        read_image = _tmp_read_image
+    from kd_edge.images import read_image
+
     blur = read_image(blur_path).rgb.astype(np.float32)
     sharp = read_image(sharp_path).rgb.astype(np.float32)
     if blur.shape != sharp.shape:
@@ -338,16 +334,3 @@ def write_csv(result: EvalResult, path):
     write_text(path, buffer.getvalue())
     return Path(path)
 
-
-# TEMP stand-ins until kd_edge.data / kd_edge.images land
-def _tmp_find_pairs(split_dir):
-    from types import SimpleNamespace
-    split_dir = Path(split_dir)
-    return [SimpleNamespace(name=p.name, blur=p, sharp=split_dir / "sharp" / p.name)
-            for p in sorted((split_dir / "blur").iterdir()) if (split_dir / "sharp" / p.name).is_file()]
-
-
-def _tmp_read_image(path):
-    from types import SimpleNamespace
-    from PIL import Image
-    return SimpleNamespace(rgb=np.asarray(Image.open(path).convert("RGB"), dtype=np.float32) / 255.0)
