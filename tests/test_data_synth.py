@@ -98,6 +98,14 @@ def test_synth_same_seed_identical_other_seed_different(tmp_path):
     assert sum(a[k] != c.get(k) for k in a) >= len(a) // 2
 
 
+def test_parallel_workers_write_the_same_files(tmp_path):
+    opts = dict(count=6, size=40, kernel_min=5, kernel_max=9, seed=4)
+    serial = synthesize(tmp_path / "one", **opts)
+    parallel = synthesize(tmp_path / "two", workers=2, **opts)
+    assert _tree_bytes(tmp_path / "one") == _tree_bytes(tmp_path / "two")
+    assert serial["images"] == parallel["images"] and parallel["workers"] == 2
+
+
 def test_default_blur_is_real_and_in_the_psnr_band():
     """Default kernels (13-29 px) at the default 256 px: blurred vs sharp PSNR in a plausible 18-32 dB band."""
     values = np.array([psnr(p.blur, p.sharp) for p in synth_pairs(10, 256, seed=0)])

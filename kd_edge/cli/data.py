@@ -29,8 +29,11 @@ def data():
               help="Add Gaussian sensor noise, sigma uniform in [0, SIGMA] (fraction of full scale, e.g. 0.01).")
 @click.option("--photo-fraction", default=None, type=click.FloatRange(0.0, 1.0), metavar="F",
               help="Built-in source only: share of scikit-image photographs vs dead-leaves images [0.35].")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1),
+              help="Processes generating pairs (the files are identical for any number).")
 @click.option("--force", is_flag=True, help="Replace OUT_DIR if it exists and is not empty.")
-def synth(paths, count, size, seed, test_fraction, kernel_min, kernel_max, defocus, noise, photo_fraction, force):
+def synth(paths, count, size, seed, test_fraction, kernel_min, kernel_max, defocus, noise, photo_fraction, workers,
+          force):
     """Write a DBlur-layout dataset of synthetic camera-shake blur to OUT_DIR (train/ and test/).
 
     SRC_DIR is a folder of sharp images (tiled or cropped to --size); without it, the photographs bundled
@@ -51,7 +54,7 @@ def synth(paths, count, size, seed, test_fraction, kernel_min, kernel_max, defoc
     meta = synthesize(out_dir, src_dir, count=count, size=size, seed=seed, test_fraction=test_fraction,
                       kernel_min=kernel_min, kernel_max=kernel_max, defocus=defocus, noise=noise,
                       photo_fraction=DEFAULT_PHOTO_FRACTION if photo_fraction is None else photo_fraction,
-                      force=force, progress=True)
+                      force=force, progress=True, workers=workers)
     stats = meta["psnr_blur_vs_sharp"]
     rate = meta["pairs"] / max(meta["seconds"], 1e-9)
     click.echo(f"{out_dir}: {meta['pairs']} pairs of {size}x{size} ({meta['train']} train, {meta['test']} test) "

@@ -229,6 +229,23 @@ def _make_pair(index, params: SynthParams, source, spec=None):
     return SynthPair(index, np.ascontiguousarray(sharp), np.ascontiguousarray(blurred), kernel, info)
 
 
+_WORKER = {}
+
+
+def _init_worker(params, source, out):
+    _WORKER.update(params=params, source=source, out=Path(out))
+
+
+def _write_pair(job):
+    index, spec, split, name = job
+    pair = _make_pair(index, _WORKER["params"], _WORKER["source"], spec)
+    folder = _WORKER["out"] / split
+    write_image(folder / "sharp" / name, pair.sharp)
+    write_image(folder / "blur" / name, pair.blur)
+    np.save(folder / "kernels" / f"{Path(name).stem}.npy", pair.kernel)
+    return {"name": name, "split": split, **pair.info}
+
+
 def synth_pairs(count=16, size=256, seed=0, **options):
     """Yield ``count`` in-memory :class:`SynthPair` from the built-in source (nothing is written)."""
     params = SynthParams(count=count, size=size, seed=seed, **options)
@@ -249,12 +266,13 @@ def split_test_indices(count, test_fraction, seed):
 
 def synthesize(out_dir, src_dir=None, *, count=64, size=256, seed=0, test_fraction=0.25, kernel_min=13,
                kernel_max=29, defocus=0.0, noise=0.0, photo_fraction=DEFAULT_PHOTO_FRACTION, force=False,
-               progress=False):
+               progress=False, workers=1):
     """Write a DBlur-layout dataset to ``out_dir`` (``train/`` and ``test/``) and return the synth.json dict.
 
     ``count`` pairs of ``size`` x ``size`` (``count=0`` with ``src_dir``: one pair per tile). The folder is
     built beside ``out_dir`` and renamed into place at the end; an existing non-empty ``out_dir`` is only
-    replaced with ``force=True``.
+    replaced with ``force=True``. ``workers`` > 1 generates in that many processes; the files are the
+    same whatever the number of workers.
     """
     out_dir = Path(out_dir)
     params = SynthParams(count=int(count), size=int(size), seed=int(seed), test_fraction=float(test_fraction),
@@ -290,19 +308,33 @@ def synthesize(out_dir, src_dir=None, *, count=64, size=256, seed=0, test_fracti
         bar = tqdm(total=total, desc="synth", unit="pair", leave=False)
     with atomic_path(out_dir, keep_suffix=False) as tmp:
         tmp.mkdir(parents=True)
-        for i, spec in enumerate(plan):
-            pair = _make_pair(i, params, source, spec)
-            split = "test" if i in test_set else "train"
-            name = f"{i:0{digits}d}.png"
-            folder = tmp / split
+        for split in sorted({"test" if i in test_set else "train" for i in range(total)}):
             for sub in ("blur", "sharp", "kernels"):
-                (folder / sub).mkdir(parents=True, exist_ok=True)
-            write_image(folder / "sharp" / name, pair.sharp)
-            write_image(folder / "blur" / name, pair.blur)
-            np.save(folder / "kernels" / f"{Path(name).stem}.npy", pair.kernel)
-            records.append({"name": name, "split": split, **pair.info})
-            if bar is not None:
-                bar.update(1)
+                (tmp / split / sub).mkdir(parents=True, exist_ok=True)
+        jobs = [(i, plan[i], "test" if i in test_set else "train", f"{i:0{digits}d}.png") for i in range(total)]
+        if isinstance(source, _FolderSource):  # group by source file so each is decoded once per worker
+            jobs.sort(key=lambda job: (job[1][0], job[0]))
+        workers = max(1, min(int(workers or 1), total))
+        if workers == 1:
+            _init_worker(params, source, tmp)
+            results = map(_write_pair, jobs)
+        else:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            ctx = multiprocessing.get_context("spawn")
+            pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
+                                       initargs=(params, source, tmp))
+            results = pool.map(_write_pair, jobs, chunksize=max(1, min(16, total // (4 * workers))))
+        try:
+            for record in results:
+                records.append(record)
+                if bar is not None:
+                    bar.update(1)
+        finally:
+            if workers > 1:
+                pool.shutdown(cancel_futures=True)
+        records.sort(key=lambda r: r["name"])
         elapsed = time.perf_counter() - started
         psnrs = np.array([r["psnr"] for r in records], dtype=np.float64)
         meta = {
@@ -317,6 +349,7 @@ def synthesize(out_dir, src_dir=None, *, count=64, size=256, seed=0, test_fracti
                           "symmetric boundary on a margin, + Gaussian noise, 8-bit PNG",
             "psnr_blur_vs_sharp": _stats(psnrs),
             "seconds": round(elapsed, 3),
+            "workers": workers,
             "images": records,
         }
         write_json(tmp / "synth.json", meta)
