@@ -2,8 +2,9 @@
 
 Every layer here is registered with ``tf_keras.utils.register_keras_serializable(package="kd_edge")``
 so that ``.keras`` files load with ``safe_mode=True`` and tfmot can clone models that use them.
-None of them has weights, which keeps them out of the way of pruning and lets quantization treat them
-as pass-through (see :mod:`kd_edge.models.quantize_support`). Each lowers to TFLite built-ins:
+None of them has weights: they are tfmot ``PrunableLayer``s with no prunable weights (so
+``prune_low_magnitude(model)`` accepts a whole zoo model) and quantization treats them as pass-through
+or output-quantized (see :mod:`kd_edge.models.quantize_support`). Each lowers to TFLite built-ins:
 
 =================  =====================================  ==========================
 layer              TensorFlow op                          TFLite built-in
@@ -20,13 +21,17 @@ import kd_edge  # noqa: F401  (selects tf_keras before TensorFlow is imported)
 
 import tensorflow as tf
 import tf_keras as keras
+from tensorflow_model_optimization.python.core.sparsity.keras.prunable_layer import PrunableLayer
 
 PACKAGE = "kd_edge"
 
 
 @keras.utils.register_keras_serializable(package=PACKAGE)
-class SimpleGate(keras.layers.Layer):
+class SimpleGate(keras.layers.Layer, PrunableLayer):
     """NAFNet's SimpleGate: split the channels into two halves and multiply them (C -> C/2)."""
+
+    def get_prunable_weights(self):
+        return []
 
     def call(self, inputs):
         a, b = tf.split(inputs, 2, axis=-1)
@@ -46,8 +51,11 @@ class SimpleGate(keras.layers.Layer):
 
 
 @keras.utils.register_keras_serializable(package=PACKAGE)
-class DepthToSpace(keras.layers.Layer):
+class DepthToSpace(keras.layers.Layer, PrunableLayer):
     """Pixel shuffle: ``tf.nn.depth_to_space`` (N, H, W, C*b*b) -> (N, H*b, W*b, C), NHWC."""
+
+    def get_prunable_weights(self):
+        return []
 
     def __init__(self, block_size=2, **kwargs):
         super().__init__(**kwargs)

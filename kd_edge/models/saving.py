@@ -8,6 +8,12 @@ manifest records everything needed to rebuild and trust the model::
      "stride": 8, "input_size": null, "sha256": "...", "lineage": [...], "kd_edge_version": "0.1.0",
      "tool_versions": {...}, "created": "2026-...Z", ...extra}
 
+``layout`` is ``"zip"`` (the Keras v3 ``.keras`` zip) for plain models. Models that contain tfmot
+wrappers (``prune_low_magnitude`` or QAT ``quantize_apply``) do not round-trip through the zip format in
+tf_keras 2.21 / tfmot 0.8 (their variables are created twice on load and the weight counts no longer
+match), so they are stored in Keras' HDF5 layout under the same ``.keras`` name (``layout: "h5"``) and
+loaded inside tfmot's ``prune_scope``/``quantize_scope``; :func:`load_model` tells them apart by content.
+
 ``extra`` keys are merged at the top level (they may not replace the keys above). ``load_model`` checks
 the sha256 recorded in the manifest when there is one, so a truncated or replaced file is refused.
 """
@@ -20,7 +26,7 @@ import kd_edge  # noqa: F401
 from kd_edge.atomic import atomic_path, write_json
 from kd_edge.errors import InputFileError, KdEdgeError
 
-CORE_KEYS = ("format", "arch", "config", "params", "macs_256", "stride", "input_size", "sha256", "lineage",
+CORE_KEYS = ("format", "layout", "arch", "config", "params", "macs_256", "stride", "input_size", "sha256", "lineage",
              "kd_edge_version", "tool_versions", "created", "file")
 
 
@@ -82,11 +88,20 @@ def save_model(model, path, *, arch=None, config=None, lineage=None, extra=None)
     except Exception:  # noqa: BLE001 - a model we cannot trace still saves; the manifest says so
         macs = None
 
+    layout = "h5" if is_tfmot_wrapped(model) else "zip"
     with atomic_path(path) as tmp:
-        model.save(tmp, save_format="keras")
+        if layout == "h5":
+            import warnings
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                model.save(tmp, save_format="h5")
+        else:
+            model.save(tmp, save_format="keras")
         digest = sha256_file(tmp)
     manifest = {
         "format": "keras",
+        "layout": layout,
         "file": path.name,
         "arch": arch,
         "config": config,
@@ -119,23 +134,30 @@ def read_manifest(path):
     return manifest
 
 
+TFMOT_WRAPPERS = ("PruneLowMagnitude", "QuantizeWrapper", "QuantizeWrapperV2", "QuantizeLayer", "QuantizeAnnotate")
+
+
+def is_tfmot_wrapped(model) -> bool:
+    """True if ``model`` contains tfmot pruning or quantization wrappers."""
+    return any(type(layer).__name__ in TFMOT_WRAPPERS for layer in model.layers)
+
+
 def _load_keras(path):
+    import zipfile
+
     import tf_keras
 
     from kd_edge.models.layers import custom_objects
 
-    try:
+    if zipfile.is_zipfile(path):
         return tf_keras.models.load_model(path, custom_objects=custom_objects(), compile=False, safe_mode=True)
-    except (ValueError, TypeError) as exc:
-        if "Unknown" not in str(exc) and "unknown" not in str(exc):
-            raise
-    # tfmot-wrapped models (pruning / QAT) need their scopes
+    # HDF5 layout (tfmot-wrapped models, see save_model): deserialise inside tfmot's scopes
     import tensorflow_model_optimization as tfmot
 
     from kd_edge.models.quantize_support import quantize_scope
 
     with tfmot.sparsity.keras.prune_scope(), quantize_scope():
-        return tf_keras.models.load_model(path, custom_objects=custom_objects(), compile=False, safe_mode=True)
+        return tf_keras.models.load_model(path, custom_objects=custom_objects(), compile=False)
 
 
 def load_model(path, *, verify=True):
