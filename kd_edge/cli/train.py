@@ -55,6 +55,8 @@ def common_options(fn):
                      help="Checkpoint every N steps  [default: --val-every]"),
         click.option("--keep", default=3, show_default=True, type=click.IntRange(min=1),
                      help="Checkpoints kept in <out>/ckpt (ckpt-<step>)."),
+        click.option("--time-budget", type=click.FloatRange(min=0, min_open=True), default=None, metavar="MIN",
+                     help="Stop after this many minutes of training (then validate, checkpoint and export)."),
         click.option("--log-every", default=10, show_default=True, type=click.IntRange(min=1),
                      help="TensorBoard scalars every N steps."),
         click.option("--strategy", type=click.Choice(["default", "mirrored", "multiworker"]), default="default",
@@ -162,7 +164,8 @@ def _run(opts, *, method, student_arch, teacher_path=None, use_teacher=True, w_k
         ckpt_every=opts["ckpt_every"], keep=opts["keep"], log_every=opts["log_every"], strategy=strategy,
         arch=student_arch, progress=not opts["no_progress"], command=command, method=method,
         teacher_info=teacher_info,
-        debug_nan_at_step=opts["debug_nan_at_step"], run_info={"method": method, "arch": student_arch},
+        debug_nan_at_step=opts["debug_nan_at_step"],
+        max_seconds=opts["time_budget"] * 60.0 if opts["time_budget"] else None, run_info={"method": method, "arch": student_arch},
     )
     click.echo(f"wrote {result} (+ {result.name}.json); training log {out / 'train.json'}, TensorBoard {out / 'tb'}")
     return 0

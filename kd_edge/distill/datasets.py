@@ -4,7 +4,9 @@ from pathlib import Path
 from kd_edge.errors import InputFileError, KdEdgeError
 
 SYNTH = "synth"
-HELDOUT_SPLITS = ("test", "validation", "val")
+HELDOUT_SPLITS = ("test", "validation", "val", "valid")
+SYNTH_SUMMARY_KEYS = ("format", "version", "count", "size", "seed", "test_fraction", "kernel_min", "kernel_max",
+                      "defocus", "noise", "photo_fraction", "pairs", "train", "test", "psnr_blur_vs_sharp")
 
 
 def resolve_data(spec, out_dir, *, synth_count=64, synth_size=256, seed=0):
@@ -27,7 +29,8 @@ def resolve_data(spec, out_dir, *, synth_count=64, synth_size=256, seed=0):
                 return root
         from kd_edge.data.synth import synthesize
 
-        synthesize(root, count=int(synth_count), size=int(synth_size), seed=int(seed))
+        print(f"synthesising {synth_count} blurred/sharp pairs of {synth_size} px into {root}")
+        synthesize(root, count=int(synth_count), size=int(synth_size), seed=int(seed), force=True)
         return root
     root = Path(spec)
     if not root.is_dir():
@@ -62,7 +65,8 @@ def describe(root, spec):
         import json
 
         try:
-            info["synth"] = json.loads(meta.read_text())
+            synth = json.loads(meta.read_text())
+            info["synth"] = {k: synth[k] for k in SYNTH_SUMMARY_KEYS if k in synth}
         except (OSError, ValueError) as exc:
             raise KdEdgeError(f"{meta}: unreadable synth.json ({exc})") from exc
     return info

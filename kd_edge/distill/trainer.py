@@ -154,7 +154,7 @@ def train(student, *, teacher=None, data, out, steps, batch=8, patch=128, seed=0
           val_every=None, val_count=4, val_crop=256, ckpt_every=None, keep=3, log_every=10,
           strategy=None, arch=None, config=None, lineage=None, extra=None, export=True, progress=True,
           resume=True, augment=True, feature_pairs=None, data_spec=None, command=None, method=None,
-          teacher_info=None, run_info=None, debug_nan_at_step=None):
+          teacher_info=None, run_info=None, max_seconds=None, debug_nan_at_step=None):
     """Train ``student`` for ``steps`` optimizer steps and return the path of the best model.
 
     data: a DBlur root (``train/`` + ``test/``|``validation/``). out: the run folder (created).
@@ -168,6 +168,8 @@ def train(student, *, teacher=None, data, out, steps, batch=8, patch=128, seed=0
     export: save the best weights to ``<out>/model.keras`` with ``kd_edge.models.save_model(arch=, config=,
       lineage=)`` and return that path; when False, restore the best weights into ``student`` and return the
       best checkpoint prefix (compression strips pruning wrappers before saving).
+    max_seconds: a wall-clock training budget; when spent, training stops as if ``steps`` were reached
+      (validation, checkpoint, export) and train.json says ``stopped: time budget``.
     On return, ``student`` holds the best-by-validation weights.
     """
     out = Path(out)
@@ -284,6 +286,7 @@ def train(student, *, teacher=None, data, out, steps, batch=8, patch=128, seed=0
     bar = _progress(steps, start, progress and chief)
     step = start
     t0, timed_steps = time.perf_counter(), 0
+    t_first = None
     logs = {}
     try:
         with _sigterm_as_interrupt():
@@ -294,6 +297,8 @@ def train(student, *, teacher=None, data, out, steps, batch=8, patch=128, seed=0
                 logs = train_function(iterator)
                 step += 1
                 timed_steps += 1
+                if timed_steps == 1:
+                    t_first = time.perf_counter()  # after tracing/compiling the step function
                 loss = float(logs["loss"])
                 if not math.isfinite(loss):
                     raise _NonFinite(loss)
@@ -310,7 +315,8 @@ def train(student, *, teacher=None, data, out, steps, batch=8, patch=128, seed=0
                 if bar is not None:
                     bar.update(1)
                     bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
-                if step % val_every == 0 or step == steps:
+                last = step == steps or (max_seconds is not None and time.perf_counter() - t0 >= max_seconds)
+                if step % val_every == 0 or last:
                     record = _validate(student, val_set, writer, step, logs)
                     if record is not None:
                         info["history"].append(record)
@@ -324,10 +330,13 @@ def train(student, *, teacher=None, data, out, steps, batch=8, patch=128, seed=0
                     callback_list.on_epoch_end(step // val_every - 1, logs)
                     if step < steps:
                         callback_list.on_epoch_begin(step // val_every)
-                if step % ckpt_every == 0 or step == steps:
+                if step % ckpt_every == 0 or last:
                     save_checkpoint(step)
                     segment["end_step"] = step
                     save_info("running")
+                if last and step < steps:
+                    segment["stopped"] = "time budget"
+                    break
             callback_list.on_train_end(logs)
     except _NonFinite as exc:
         if bar is not None:
@@ -355,6 +364,8 @@ def train(student, *, teacher=None, data, out, steps, batch=8, patch=128, seed=0
     elapsed = time.perf_counter() - t0
     segment["steps_per_s"] = timed_steps / elapsed if timed_steps and elapsed > 0 else None
     segment["seconds"] = elapsed
+    if t_first is not None and timed_steps > 1:
+        segment["steps_per_s_steady"] = (timed_steps - 1) / max(time.perf_counter() - t_first, 1e-9)
 
     # the best-by-validation weights (final weights when there is no held-out split)
     if best_manager.latest_checkpoint:

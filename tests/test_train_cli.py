@@ -1,0 +1,121 @@
+"""kd-edge train-teacher / distill through the real console script: end to end, Ctrl-C + resume, mirrored."""
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+TINY = ["--batch", "2", "--patch", "32", "--val-count", "2", "--val-crop", "48", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    from kd_edge.data.synth import synthesize
+
+    root = tmp_path_factory.mktemp("tinysynth_cli") / "data"
+    synthesize(root, count=8, size=48, seed=0)
+    return root
+
+
+def _run(exe, *args, timeout=240):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    return subprocess.run([exe, *map(str, args)], capture_output=True, text=True, timeout=timeout, env=env)
+
+
+@pytest.mark.slow
+def test_train_teacher_then_distill_and_ablation_end_to_end(kd_edge_exe, tmp_path):
+    teacher_dir = tmp_path / "teacher"
+    r = _run(kd_edge_exe, "train-teacher", "--arch", "edge-tiny", "--data", "synth", "--synth-count", "8",
+             "--synth-size", "48", "--steps", "4", "--val-every", "2", "--out", teacher_dir, *TINY)
+    assert r.returncode == 0, r.stderr
+    assert (teacher_dir / "data" / "train").is_dir()  # --data synth generated into <out>/data
+    teacher_manifest = json.loads((teacher_dir / "model.keras.json").read_text())
+    assert teacher_manifest["arch"] == "edge-tiny" and teacher_manifest["lineage"][-1]["method"] == "train-teacher"
+    assert sorted(p.name for p in (teacher_dir / "ckpt").glob("ckpt-*.index")) == ["ckpt-2.index", "ckpt-4.index"]
+
+    student_dir = tmp_path / "student"
+    r = _run(kd_edge_exe, "distill", "--teacher", teacher_dir, "--student", "edge-tiny", "--data",
+             teacher_dir / "data", "--steps", "3", "--w-feat", "0.1", "--w-kd", "0.7", "--out", student_dir, *TINY)
+    assert r.returncode == 0, r.stderr
+    manifest = json.loads((student_dir / "model.keras.json").read_text())
+    step = manifest["lineage"][-1]
+    assert step["method"] == "distill" and step["teacher"]["sha256"] == teacher_manifest["sha256"]
+    assert step["losses"]["kd"] == 0.7 and step["losses"]["feat"] == 0.1
+    info = json.loads((student_dir / "train.json").read_text())
+    assert info["command"].startswith("kd-edge distill --teacher")
+
+    alone_dir = tmp_path / "alone"
+    r = _run(kd_edge_exe, "distill", "--no-teacher", "--student", "edge-tiny", "--data", teacher_dir / "data",
+             "--steps", "3", "--out", alone_dir, *TINY)
+    assert r.returncode == 0, r.stderr
+    step = json.loads((alone_dir / "model.keras.json").read_text())["lineage"][-1]
+    assert step["method"] == "student-alone" and step["teacher"] is None and step["losses"]["kd"] == 0.0
+
+    from kd_edge.models import load_model
+
+    model, _ = load_model(student_dir / "model.keras")
+    assert model.count_params() == teacher_manifest["params"]  # edge-tiny both
+
+
+def test_distill_usage_and_input_errors(kd_edge_exe, tmp_path):
+    from kd_edge.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["distill", "--data", "synth", "--out", str(tmp_path / "x")])
+    assert exc.value.code == 2  # --teacher or --no-teacher required
+    with pytest.raises(SystemExit) as exc:
+        main(["distill", "--teacher", str(tmp_path / "nope"), "--data", "synth", "--out", str(tmp_path / "x")])
+    assert exc.value.code == 1
+    with pytest.raises(SystemExit) as exc:
+        main(["train-teacher", "--arch", "edge-tiny", "--data", str(tmp_path / "missing"), "--out",
+              str(tmp_path / "y")])
+    assert exc.value.code == 1
+
+
+@pytest.mark.slow
+def test_ctrl_c_saves_a_checkpoint_and_the_rerun_resumes_at_that_step(kd_edge_exe, tiny_data, tmp_path):
+    out = tmp_path / "run"
+    args = ["train-teacher", "--arch", "edge-tiny", "--data", tiny_data, "--val-every", "100000",
+            "--out", out, *TINY]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    proc = subprocess.Popen([kd_edge_exe, *map(str, args), "--steps", "100000"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list((out / "tb").glob("events.out.tfevents.*")):
+        time.sleep(0.5)
+    time.sleep(4)  # a few steps
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    info = json.loads((out / "train.json").read_text())
+    interrupted = info["segments"][-1]["end_step"]
+    assert info["segments"][-1]["status"] == "interrupted" and interrupted > 0
+    assert f"interrupted at step {interrupted}" in stdout
+    assert (out / "ckpt" / f"ckpt-{interrupted}.index").is_file()
+
+    r = _run(kd_edge_exe, *args, "--steps", interrupted + 2)
+    assert r.returncode == 0, r.stderr
+    info = json.loads((out / "train.json").read_text())
+    last = info["segments"][-1]
+    assert last["start_step"] == interrupted and last["resumed_from"].endswith(f"ckpt-{interrupted}")
+    assert last["end_step"] == interrupted + 2 and last["status"] == "done"
+    import tensorflow as tf
+
+    reader = tf.train.load_checkpoint(str(out / "ckpt" / f"ckpt-{interrupted + 2}"))
+    assert int(reader.get_tensor("optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE")) == interrupted + 2
+
+
+@pytest.mark.slow
+def test_mirrored_strategy_trains_on_two_cpu_replicas(kd_edge_exe, tiny_data, tmp_path):
+    out = tmp_path / "run"
+    r = _run(kd_edge_exe, "distill", "--no-teacher", "--student", "edge-tiny", "--data", tiny_data, "--steps", "3",
+             "--strategy", "mirrored", "--cpu-replicas", "2", "--out", out, *TINY)
+    assert r.returncode == 0, r.stderr
+    info = json.loads((out / "train.json").read_text())
+    assert info["strategy"] == {"name": "MirroredStrategy", "replicas": 2}
+    assert info["segments"][-1]["end_step"] == 3 and (out / "model.keras").is_file()
+    r = _run(kd_edge_exe, "distill", "--no-teacher", "--student", "edge-tiny", "--data", tiny_data, "--steps", "3",
+             "--strategy", "mirrored", "--cpu-replicas", "2", "--batch", "3", "--out", tmp_path / "odd", *TINY[2:])
+    assert r.returncode == 1 and "not a multiple of the 2 replicas" in r.stderr
