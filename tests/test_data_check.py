@@ -83,6 +83,7 @@ def test_clean_dataset_is_ok_and_pairs_match_by_name(tmp_path):
     assert [p.name for p in split_dirs(tmp_path)] == ["train", "test"]
     report = check(tmp_path)
     assert report.ok and report.pairs == 6 and report.usable == 6 and not report.problems
+    assert [p.name for p in report.ignored] == ["samples"] and "ignored folders" in report.format()
     assert [p.name for p in find_pairs(tmp_path / "train")] == ["0.png", "1.png", "2.png"]
 
 
@@ -149,3 +150,4 @@ def test_check_real_shared_data(shared_dir):
     assert 15 < np.mean(split.psnr) < 30
     whole = check(root)
     assert whole.ok and {s.path.name for s in whole.splits} >= {"levin09_gray", "gopro_deepdeblur"}
+    assert "general_noGT" in {p.name for p in whole.ignored}  # real blur without ground truth: not a split

@@ -170,6 +170,7 @@ class SplitReport:
 class CheckReport:
     path: Path
     splits: list
+    ignored: list = field(default_factory=list)  # sub-folders of a root that are not splits
 
     @property
     def problems(self):
@@ -191,12 +192,14 @@ class CheckReport:
         return {"path": str(self.path), "ok": self.ok, "pairs": self.pairs, "usable": self.usable,
                 "errors": sum(p.severity == ERROR for p in self.problems),
                 "warnings": sum(p.severity == WARNING for p in self.problems),
-                "splits": [s.to_dict() for s in self.splits]}
+                "splits": [s.to_dict() for s in self.splits], "ignored_folders": [str(p) for p in self.ignored]}
 
     def format(self):
         lines = []
         for s in self.splits:
             lines += s.summary_lines()
+        if self.ignored:
+            lines.append("note: ignored folders without blur/ and sharp/: " + ", ".join(p.name for p in self.ignored))
         n_err = sum(p.severity == ERROR for p in self.problems)
         n_warn = sum(p.severity == WARNING for p in self.problems)
         if not self.splits:
@@ -292,4 +295,7 @@ def check(path, *, decode=True) -> CheckReport:
         raise InputFileError(path, "no such directory")
     if not path.is_dir():
         raise InputFileError(path, "not a directory")
-    return CheckReport(path, [check_split(s, decode=decode) for s in split_dirs(path)])
+    splits = split_dirs(path)
+    ignored = [] if is_split_dir(path) else [p for p in sorted(path.iterdir())
+                                             if p.is_dir() and p not in splits and not p.name.startswith(".")]
+    return CheckReport(path, [check_split(s, decode=decode) for s in splits], ignored)
