@@ -135,6 +135,14 @@ def test_synth_then_check_through_the_console_script(tmp_path, kd_edge_exe):
                          timeout=120)
     assert run.returncode == 1 and "already exists" in run.stderr and "Traceback" not in run.stderr
     assert (out / "synth.json").read_bytes() == before
+    # the recorded parameters regenerate the same files
+    run = subprocess.run([kd_edge_exe, "data", "synth", "--from-json", str(out / "synth.json"), str(tmp_path / "AGAIN")],
+                         capture_output=True, text=True, timeout=180)
+    assert run.returncode == 0, run.stderr
+    regenerated = sorted(p for p in out.rglob("*") if p.suffix in (".png", ".npy"))
+    assert len(regenerated) == 18
+    for f in regenerated:
+        assert f.read_bytes() == (tmp_path / "AGAIN" / f.relative_to(out)).read_bytes()
     # usage errors exit 2
     run = subprocess.run([kd_edge_exe, "data", "synth", "a", "b", "c"], capture_output=True, text=True, timeout=120)
     assert run.returncode == 2

@@ -10,7 +10,7 @@ from kd_edge.data.dblur import find_pairs
 from kd_edge.data.dead_leaves import dead_leaves
 from kd_edge.data.kernels import blur, gaussian_kernel, motion_kernel
 from kd_edge.data.pipeline import representative_images
-from kd_edge.data.synth import synth_pairs, synthesize
+from kd_edge.data.synth import regenerate, synth_pairs, synthesize
 from kd_edge.errors import InputFileError, KdEdgeError
 from kd_edge.images import read_image, write_image
 from kd_edge.metrics import psnr
@@ -96,6 +96,16 @@ def test_synth_same_seed_identical_other_seed_different(tmp_path):
     assert a == b
     assert a.keys() != c.keys() or any(a[k] != c[k] for k in a)
     assert sum(a[k] != c.get(k) for k in a) >= len(a) // 2
+
+
+def test_regenerate_from_synth_json(tmp_path):
+    synthesize(tmp_path / "first", count=3, size=40, kernel_min=5, kernel_max=9, seed=21, noise=0.02, defocus=1.0)
+    meta = regenerate(tmp_path / "first" / "synth.json", tmp_path / "again")
+    assert meta["seed"] == 21 and meta["noise"] == 0.02
+    assert _tree_bytes(tmp_path / "first") == _tree_bytes(tmp_path / "again")
+    (tmp_path / "bogus.json").write_text('{"format": "other"}')
+    with pytest.raises(InputFileError, match="not a kd-edge synth.json"):
+        regenerate(tmp_path / "bogus.json", tmp_path / "x")
 
 
 def test_parallel_workers_write_the_same_files(tmp_path):

@@ -29,11 +29,13 @@ def data():
               help="Add Gaussian sensor noise, sigma uniform in [0, SIGMA] (fraction of full scale, e.g. 0.01).")
 @click.option("--photo-fraction", default=None, type=click.FloatRange(0.0, 1.0), metavar="F",
               help="Built-in source only: share of scikit-image photographs vs dead-leaves images [0.35].")
+@click.option("--from-json", "from_json", type=click.Path(exists=True, path_type=Path), default=None,
+              metavar="SYNTH_JSON", help="Regenerate the set an earlier synth.json describes (its parameters win).")
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1),
               help="Processes generating pairs (the files are identical for any number).")
 @click.option("--force", is_flag=True, help="Replace OUT_DIR if it exists and is not empty.")
-def synth(paths, count, size, seed, test_fraction, kernel_min, kernel_max, defocus, noise, photo_fraction, workers,
-          force):
+def synth(paths, count, size, seed, test_fraction, kernel_min, kernel_max, defocus, noise, photo_fraction, from_json,
+          workers, force):
     """Write a DBlur-layout dataset of synthetic camera-shake blur to OUT_DIR (train/ and test/).
 
     SRC_DIR is a folder of sharp images (tiled or cropped to --size); without it, the photographs bundled
@@ -45,8 +47,12 @@ def synth(paths, count, size, seed, test_fraction, kernel_min, kernel_max, defoc
     src_dir, out_dir = (None, paths[0]) if len(paths) == 1 else paths
     if src_dir is not None and not Path(src_dir).is_dir():
         raise click.BadParameter(f"{src_dir}: not a directory", param_hint="SRC_DIR")
-    from kd_edge.data.synth import DEFAULT_PHOTO_FRACTION, synthesize
+    from kd_edge.data.synth import DEFAULT_PHOTO_FRACTION, regenerate, synthesize
 
+    if from_json is not None:
+        meta = regenerate(from_json, out_dir, src_dir=src_dir, force=force, progress=True, workers=workers)
+        _summary(out_dir, meta)
+        return
     if photo_fraction is not None and src_dir is not None:
         raise click.UsageError("--photo-fraction applies to the built-in source only (no SRC_DIR)")
     if count == 0 and src_dir is None:
@@ -55,14 +61,19 @@ def synth(paths, count, size, seed, test_fraction, kernel_min, kernel_max, defoc
                       kernel_min=kernel_min, kernel_max=kernel_max, defocus=defocus, noise=noise,
                       photo_fraction=DEFAULT_PHOTO_FRACTION if photo_fraction is None else photo_fraction,
                       force=force, progress=True, workers=workers)
+    _summary(out_dir, meta)
+
+
+def _summary(out_dir, meta):
     stats = meta["psnr_blur_vs_sharp"]
     rate = meta["pairs"] / max(meta["seconds"], 1e-9)
+    size = meta["size"]
     click.echo(f"{out_dir}: {meta['pairs']} pairs of {size}x{size} ({meta['train']} train, {meta['test']} test) "
                f"in {meta['seconds']:.1f} s ({rate:.1f} pairs/s)")
     click.echo(f"  blur vs sharp PSNR: mean {stats['mean']:.2f} dB, median {stats['median']:.2f} "
                f"(5-95%: {stats['p05']:.2f}-{stats['p95']:.2f})")
-    click.echo(f"  kernels {kernel_min}-{kernel_max} px, defocus <= {defocus}, noise <= {noise}, seed {seed}; "
-               f"parameters in {Path(out_dir) / 'synth.json'}")
+    click.echo(f"  kernels {meta['kernel_min']}-{meta['kernel_max']} px, defocus <= {meta['defocus']}, "
+               f"noise <= {meta['noise']}, seed {meta['seed']}; parameters in {Path(out_dir) / 'synth.json'}")
 
 
 @data.command(context_settings=CONTEXT_SETTINGS)

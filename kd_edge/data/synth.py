@@ -358,6 +358,41 @@ def synthesize(out_dir, src_dir=None, *, count=64, size=256, seed=0, test_fracti
     return meta
 
 
+PARAMETER_KEYS = ("count", "size", "seed", "test_fraction", "kernel_min", "kernel_max", "defocus", "noise")
+
+
+def regenerate(synth_json, out_dir, *, src_dir=None, force=False, progress=False, workers=1):
+    """Write the dataset described by an existing ``synth.json`` again (identical image and kernel files).
+
+    A folder-sourced set reads its sharp images from the recorded path unless ``src_dir`` is given.
+    """
+    path = Path(synth_json)
+    if path.is_dir():
+        path = path / "synth.json"
+    meta = load_synth_json(path.parent) if path.name == "synth.json" else None
+    if meta is None:
+        try:
+            meta = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise InputFileError(path, f"not a readable synth.json ({exc})") from None
+    if meta.get("format") != SYNTH_FORMAT:
+        raise InputFileError(path, f"not a kd-edge synth.json (format {meta.get('format')!r})")
+    if int(meta.get("version", 0)) > SYNTH_VERSION:
+        raise InputFileError(path, f"written by a newer kd-edge (synth format {meta['version']})")
+    missing = [k for k in PARAMETER_KEYS if k not in meta]
+    if missing:
+        raise InputFileError(path, f"missing parameters: {', '.join(missing)}")
+    source = meta.get("source") or {}
+    if source.get("kind") == "folder" and src_dir is None:
+        src_dir = source.get("path")
+    elif source.get("kind") != "folder":
+        src_dir = None
+    kwargs = {k: meta[k] for k in PARAMETER_KEYS}
+    if meta.get("photo_fraction") is not None:
+        kwargs["photo_fraction"] = meta["photo_fraction"]
+    return synthesize(out_dir, src_dir, force=force, progress=progress, workers=workers, **kwargs)
+
+
 def _stats(values):
     if len(values) == 0:
         return {}
