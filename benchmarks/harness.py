@@ -186,9 +186,9 @@ class LocalDevice:
     def controller_facts(self):
         return None
 
-    def measure(self, artifact, info, *, threads, size, runs, warmup):
+    def measure(self, artifact, info, *, threads, size, runs, warmup, use_xnnpack=True):
         cmd = [self.python, str(RUNNER_PATH), str(artifact), "--threads", str(threads), "--size", str(size),
-               "--runs", str(runs), "--warmup", str(warmup)]
+               "--runs", str(runs), "--warmup", str(warmup), *([] if use_xnnpack else ["--no-xnnpack"])]
         if info["kind"] == "keras" and importlib.util.find_spec(KERAS_CUSTOM_LAYERS_MODULE.rsplit(".", 1)[0]) \
                 and importlib.util.find_spec(KERAS_CUSTOM_LAYERS_MODULE):
             cmd += ["--import", KERAS_CUSTOM_LAYERS_MODULE]
@@ -256,7 +256,7 @@ def new_document(*, device_block, host, controller, settings, peak, command=None
 
 
 def bench(artifacts, *, threads=(1,), sizes=(256,), runs=100, warmup=10, device="local", peak=None,
-          command=None, notes=(), echo=None, **device_options):
+          command=None, notes=(), echo=None, use_xnnpack=True, **device_options):
     """Measure every (artifact, threads, size) in a fresh runner process. Returns a validated bench document."""
     if runs < 1 or warmup < 0:
         raise KdEdgeError("--runs must be >= 1 and --warmup >= 0")
@@ -272,14 +272,15 @@ def bench(artifacts, *, threads=(1,), sizes=(256,), runs=100, warmup=10, device=
                           "benchmark_model": None},
             host=host, controller=dev.controller_facts(),
             settings={"runs": runs, "warmup": warmup, "threads": list(threads), "sizes": list(sizes),
-                      "fresh_process_per_result": True, "adb": None},
+                      "fresh_process_per_result": True, "use_xnnpack": use_xnnpack, "adb": None},
             peak=peak, command=command, notes=notes)
         if dev.kind != "local" and peak is None:
             doc["notes"].append("no roofline peak for the remote host (run `kd-edge bench --peak` there): floors omitted")
         for info in infos:
             for size in sizes:
                 for t in threads:
-                    raw = dev.measure(info["artifact"], info, threads=t, size=size, runs=runs, warmup=warmup)
+                    raw = dev.measure(info["artifact"], info, threads=t, size=size, runs=runs, warmup=warmup,
+                                      use_xnnpack=use_xnnpack)
                     result = make_result(info, raw, threads=t, size=size, peak=peak)
                     doc["results"].append(result)
                     if echo:

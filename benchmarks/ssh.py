@@ -125,13 +125,13 @@ class SSHDevice:
             self._pushed[artifact] = remote
         return self._pushed[artifact]
 
-    def measure(self, artifact, info, *, threads, size, runs, warmup):
+    def measure(self, artifact, info, *, threads, size, runs, warmup, use_xnnpack=True):
         remote = self.push(artifact)
         out = f"{self.workdir}/result.json"
         argv = ["env", f"OMP_NUM_THREADS={threads}", f"OPENBLAS_NUM_THREADS={threads}", "TF_CPP_MIN_LOG_LEVEL=3",
                 "TF_USE_LEGACY_KERAS=1", self.remote_python, f"{self.workdir}/runner.py", remote,
                 "--threads", str(threads), "--size", str(size), "--runs", str(runs), "--warmup", str(warmup),
-                "--out", out]
+                "--out", out, *([] if use_xnnpack else ["--no-xnnpack"])]
         res = self._run(self.ssh_command(argv), "runner")
         if res.returncode != 0:
             return parse_runner_output(res.returncode, "", res.stderr)

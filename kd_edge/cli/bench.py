@@ -58,7 +58,7 @@ class _BenchCommand(click.Command):
 
     def parse_args(self, ctx, args):
         if args and args[0] == "compare":
-            ctx.meta["kd_edge.bench.compare"] = compare.make_context("kd-edge bench compare", list(args[1:]), parent=ctx)
+            ctx.meta["kd_edge.bench.compare"] = compare.make_context("kd-edge bench compare", list(args[1:]))
             return []
         return super().parse_args(ctx, args)
 
@@ -133,10 +133,8 @@ def bench(artifacts, runs, warmup, threads, sizes, device, json_out, report_out,
             raise click.BadParameter("--use-gpu, --fp16, --cpu-mask and --benchmark-model apply to --device adb")
         from kd_edge.benchmarks.harness import bench as run_bench
 
-        if no_xnnpack:
-            raise click.BadParameter("--no-xnnpack is only wired for --device adb in this version")
         doc = run_bench(artifacts, threads=thread_list, sizes=size_list, runs=runs, warmup=warmup, device=device,
-                        peak=peak_block, command=command, notes=notes, echo=click.echo,
+                        peak=peak_block, command=command, notes=notes, echo=click.echo, use_xnnpack=not no_xnnpack,
                         remote_python=remote_python, identity=identity, ssh_options=ssh_options)
     from kd_edge.benchmarks import report
 

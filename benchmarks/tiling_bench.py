@@ -1,0 +1,261 @@
+"""Evidence for tiled HD inference: `kd-edge deblur` on 720p, 1080p and 4K with TFLite fp16 and int8 artifacts.
+
+    .venv/bin/python benchmarks/tiling_bench.py [--model student.keras] [--sizes 720p,1080p,4k] [--repeats 3]
+                                               [--threads 2] [--out benchmarks/results/tiling_bench.json]
+
+For each artifact and image size, the real console script (`kd-edge deblur IMAGE --model ARTIFACT --out ...`)
+runs in a fresh process; its peak RSS is that process's own ``ru_maxrss`` (``os.wait4``), its time and
+MPix/s are what the command reports in its ``--json`` summary (inference only, and total with image I/O);
+medians over ``--repeats``. A run on a 64x64 image gives the fixed cost (interpreter, NumPy, LiteRT, model)
+that every size pays. Seam PSNR: the .keras model tiled at the default settings against the same model run on
+the whole image (a dynamic shape), per size, in a separate process; plus each artifact's tiled output against
+that whole-image Keras output (seams and quantisation together).
+
+Without --model: the embedded default student when it exists, else an untrained ``edge-s`` (time and memory do
+not depend on the weights; the JSON says which model it was). Artifacts and images go to a scratch folder.
+"""
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+SIZES = {"720p": (720, 1280), "1080p": (1080, 1920), "4k": (2160, 3840)}
+TARGETS = ("tflite-fp16", "tflite-int8")
+RSS_TARGET_MB_4K = 1100.0  # the report's student footprint (1.1 GB)
+
+
+def _exe():
+    exe = Path(sys.executable).with_name("kd-edge")
+    return str(exe) if exe.exists() else (shutil.which("kd-edge") or "kd-edge")
+
+
+def make_model(model, arch, work):
+    """(path to a .keras student, note saying which one)."""
+    if model:
+        return Path(model), f"given model {Path(model).name}"
+    try:
+        from kd_edge.defaults import default_model_path
+
+        return default_model_path("student"), "embedded default student"
+    except Exception:  # noqa: BLE001 - not shipped yet
+        pass
+    import tf_keras as keras
+
+    from kd_edge.models import build, save_model
+
+    keras.utils.set_random_seed(0)
+    path = work / f"{arch}-untrained.keras"
+    save_model(build(arch), path)
+    return path, (f"untrained {arch} (random init, seed 0): no trained student existed when this ran; "
+                  "time and memory do not depend on the weights, seam PSNR does a little")
+
+
+def make_images(work, sizes):
+    """A synthetic photograph-like 8-bit PNG per size (dead leaves, slightly blurred)."""
+    import cv2
+    import numpy as np
+
+    from kd_edge.data.dead_leaves import dead_leaves
+    from kd_edge.images import write_image
+
+    rng = np.random.default_rng(0)
+    base = dead_leaves(rng, 1080, width=1920)
+    paths = {}
+    for name in sizes:
+        h, w = SIZES[name]
+        img = cv2.resize(base, (w, h), interpolation=cv2.INTER_CUBIC)
+        img = cv2.GaussianBlur(img, (0, 0), 1.5)
+        path = work / "images" / f"{name}.png"
+        write_image(path, np.clip(img, 0, 1), bit_depth=8)
+        paths[name] = path
+    small = work / "images" / "tiny64.png"
+    write_image(small, np.clip(cv2.resize(base, (64, 64), interpolation=cv2.INTER_AREA), 0, 1))
+    paths["64x64"] = small
+    return paths
+
+
+def run_cli_measured(image, artifact, out_dir, threads, json_path):
+    """One `kd-edge deblur` in a fresh process, reaped with os.wait4 so that its own peak RSS is known.
+
+    Returns (the command's --json summary, peak RSS in MB, wall seconds, its stdout)."""
+    cmd = [_exe(), "deblur", str(image), "--model", str(artifact), "--out", str(out_dir), "--force",
+           "--json", str(json_path)]
+    if threads:
+        cmd += ["--threads", str(threads)]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    with tempfile.TemporaryFile() as fout, tempfile.TemporaryFile() as ferr:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=fout, stderr=ferr, env=env)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        fout.seek(0)
+        ferr.seek(0)
+        out, err = fout.read().decode(), ferr.read().decode()
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}): {err[-2000:]}")
+    summary = json.loads(Path(json_path).read_text())
+    return summary, usage.ru_maxrss / 1024.0, wall, out.strip()
+
+
+SEAM_CHILD = r"""
+import json, sys, resource
+import numpy as np
+from kd_edge.images import read_image
+from kd_edge.metrics import psnr
+from kd_edge.runtime import load
+from kd_edge import tiling
+image_path, keras_path, artifacts = sys.argv[1], sys.argv[2], sys.argv[3:]
+rgb = read_image(image_path).rgb
+keras_rt = load(keras_path)
+whole = tiling.deblur_whole(rgb, keras_rt)
+tiled = tiling.deblur(rgb, keras_rt)  # defaults: tile 256, overlap 32, hann
+result = {"seam_psnr_db": psnr(tiled, whole), "model_vs_input_psnr_db": psnr(whole, rgb), "artifacts": {}}
+for art in artifacts:
+    rt = load(art)
+    result["artifacts"][art] = psnr(tiling.deblur(rgb, rt), whole)
+result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+print(json.dumps(result))
+"""
+
+
+def seam_check(image, keras_path, artifacts):
+    proc = subprocess.run([sys.executable, "-c", SEAM_CHILD, str(image), str(keras_path), *map(str, artifacts)],
+                          capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    if proc.returncode != 0:
+        return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit {proc.returncode}"}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", help=".keras student (default: embedded default student, else untrained edge-s)")
+    ap.add_argument("--arch", default="edge-s", help="architecture to build when there is no student")
+    ap.add_argument("--sizes", default="720p,1080p,4k")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--targets", default=",".join(TARGETS))
+    ap.add_argument("--no-seam", action="store_true", help="skip the seam PSNR runs (they need the whole image in Keras)")
+    ap.add_argument("--seam-sizes", default=None, help="sizes for the seam check (default: all --sizes)")
+    ap.add_argument("--work", default=None, help="scratch folder (default: a temporary one, removed)")
+    ap.add_argument("--out", default="benchmarks/results/tiling_bench.json")
+    args = ap.parse_args(argv)
+
+    import kd_edge  # noqa: F401
+    from kd_edge.atomic import write_json
+
+    sizes = [s.strip().lower() for s in args.sizes.split(",") if s.strip()]
+    unknown = [s for s in sizes if s not in SIZES]
+    if unknown:
+        ap.error(f"unknown size(s) {unknown}; choose from {list(SIZES)}")
+    targets = [t.strip() for t in args.targets.split(",") if t.strip()]
+    scratch = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="kd-tiling-bench-"))
+    scratch.mkdir(parents=True, exist_ok=True)
+    try:
+        model_path, note = make_model(args.model, args.arch, scratch)
+        print(f"model: {model_path} ({note})", flush=True)
+        from kd_edge.converters import convert
+
+        artifacts = {}
+        for target in targets:
+            [res] = convert(model_path, [target], scratch / "artifacts", input_size=256, force=True)
+            artifacts[target] = Path(res.artifact)
+            print(f"converted {target}: {res.artifact} ({res.manifest.get('file_size')} bytes)", flush=True)
+        images = make_images(scratch, sizes)
+        cases = []
+        for target, artifact in artifacts.items():
+            base_summary, base_rss, base_wall, _ = run_cli_measured(images["64x64"], artifact, scratch / "out",
+                                                                    args.threads, scratch / "run.json")
+            print(f"{target} 64x64 (fixed cost): peak RSS {base_rss:.0f} MB, wall {base_wall:.2f} s", flush=True)
+            cases.append({"target": target, "size": "64x64", "height": 64, "width": 64, "megapixels": 0.004096,
+                          "peak_rss_mb": round(base_rss, 1), "wall_s": round(base_wall, 3)})
+            for name in sizes:
+                h, w = SIZES[name]
+                runs = [run_cli_measured(images[name], artifact, scratch / "out", args.threads, scratch / "run.json")
+                        for _ in range(max(1, args.repeats))]
+                infer = [r[0]["summary"]["inference_s"] for r in runs]
+                total = [r[0]["summary"]["total_s"] for r in runs]
+                rss = [r[1] for r in runs]
+                walls = [r[2] for r in runs]
+                mpix = h * w / 1e6
+                case = {"target": target, "size": name, "height": h, "width": w, "megapixels": round(mpix, 4),
+                        "tiles": None, "inference_s_median": round(statistics.median(infer), 3),
+                        "inference_s_all": [round(v, 3) for v in infer],
+                        "total_s_with_io_median": round(statistics.median(total), 3),
+                        "process_wall_s_median": round(statistics.median(walls), 3),
+                        "mpix_per_s": round(mpix / statistics.median(infer), 4),
+                        "s_per_mpix": round(statistics.median(infer) / mpix, 4),
+                        "peak_rss_mb": round(max(rss), 1), "peak_rss_mb_all": [round(v, 1) for v in rss],
+                        "rss_above_fixed_cost_mb": round(max(rss) - base_rss, 1)}
+                from kd_edge.tiling import plan_tiles
+
+                case["tiles"] = plan_tiles(h, w, 256, 32, align=_stride(artifact)).count
+                cases.append(case)
+                print(f"{target} {name}: {case['inference_s_median']:.2f} s, {case['mpix_per_s']:.3f} MPix/s, "
+                      f"peak RSS {case['peak_rss_mb']:.0f} MB ({case['tiles']} tiles)", flush=True)
+        seams = {}
+        if not args.no_seam:
+            seam_sizes = [s.strip().lower() for s in (args.seam_sizes or ",".join(sizes)).split(",") if s.strip()]
+            for name in seam_sizes:
+                t0 = time.perf_counter()
+                seams[name] = seam_check(images[name], model_path, list(artifacts.values()))
+                if "artifacts" in seams[name]:
+                    seams[name]["artifacts"] = {Path(k).name: round(v, 3) for k, v in seams[name]["artifacts"].items()}
+                    seams[name]["seam_psnr_db"] = round(seams[name]["seam_psnr_db"], 3)
+                    seams[name]["model_vs_input_psnr_db"] = round(seams[name]["model_vs_input_psnr_db"], 3)
+                seams[name]["seconds"] = round(time.perf_counter() - t0, 1)
+                print(f"seam {name}: {seams[name]}", flush=True)
+        for case in cases:
+            if case["size"] in seams and "seam_psnr_db" in seams[case["size"]]:
+                case["seam_psnr_db"] = seams[case["size"]]["seam_psnr_db"]
+                case["artifact_tiled_vs_keras_whole_psnr_db"] = seams[case["size"]]["artifacts"].get(
+                    artifacts[case["target"]].name)
+        linearity = {}
+        for target in artifacts:
+            rows = [c for c in cases if c["target"] == target and c["size"] in SIZES]
+            if len(rows) >= 2:
+                spm = [c["s_per_mpix"] for c in rows]
+                linearity[target] = {"s_per_mpix": {c["size"]: c["s_per_mpix"] for c in rows},
+                                     "max_over_min": round(max(spm) / min(spm), 3)}
+        four_k = [c for c in cases if c["size"] == "4k"]
+        result = {
+            "benchmark": "tiling_bench", "schema": 1,
+            "command": "benchmarks/tiling_bench.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+            "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "host": {"platform": platform.platform(), "machine": platform.machine(), "cpu_count": os.cpu_count(),
+                     "python": platform.python_version(),
+                     "load_average_at_start": list(os.getloadavg())},
+            "model": {"path": str(model_path.name), "note": note},
+            "settings": {"tile": 256, "overlap": 32, "blend": "hann", "batch": 4, "threads": args.threads,
+                         "repeats": args.repeats, "image": "synthetic dead-leaves PNG, 8-bit RGB"},
+            "cases": cases, "seam": seams, "linearity": linearity,
+            "targets": {"peak_rss_4k_mb_max": RSS_TARGET_MB_4K,
+                        "peak_rss_4k_ok": bool(four_k) and all(c["peak_rss_mb"] <= RSS_TARGET_MB_4K for c in four_k),
+                        "seam_psnr_min_db": 45.0,
+                        "seam_ok": bool(seams) and all(s.get("seam_psnr_db", 0) >= 45.0 for s in seams.values())},
+        }
+        write_json(args.out, result)
+        print(f"wrote {args.out}", flush=True)
+        return 0
+    finally:
+        if not args.work:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _stride(artifact):
+    try:
+        manifest = json.loads(Path(str(artifact) + ".json").read_text())
+        return int(manifest.get("stride") or 1)
+    except (OSError, ValueError):
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
