@@ -208,6 +208,8 @@ def test_console_script_writes_a_report(setup, kd_edge_exe, tmp_path):
     bench = {"schema": "kd-edge-bench", "schema_version": 1, "results": [
         {"artifact": str(p["student"]), "name": "student.keras", "target": "keras", "kind": "keras", "threads": 2,
          "size": 256, "status": "ok", "latency_ms": {"mean": 12.0, "p50": 11.5}, "peak_rss_mb": 321.0},
+        {"artifact": str(p["teacher"]), "name": "teacher.keras", "target": "keras", "kind": "keras", "threads": 2,
+         "size": 256, "status": "ok", "latency_ms": {"p50": 20.0}, "peak_rss_mb": 400.0},
         {"artifact": "/elsewhere/other.tflite", "name": "other.tflite", "target": "fp32", "kind": "tflite",
          "threads": 2, "size": 256, "status": "ok", "latency_ms": {"p50": 3.0}}]}
     (tmp_path / "bench.json").write_text(json.dumps(bench))
@@ -217,7 +219,8 @@ def test_console_script_writes_a_report(setup, kd_edge_exe, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "teacher" in proc.stdout and "report.html" in proc.stdout
     md = (out / "report.md").read_text()
-    assert "| student | keras |" in md and "11.5" in md and "321" in md and "`/elsewhere/other.tflite`" in md
+    assert "| student | keras | 84 |" in md and "| 11.5 | 321 | 2 | -42% | -20% | 256 | ok |" in md, md
+    assert "`/elsewhere/other.tflite`" in md
     assert "Tesla P100 / Helen reference" in md and "not comparable" in md
     # A second run without --force refuses to replace the report.
     proc = _run(kd_edge_exe, "eval", "--data", setup["data"], p["teacher"], "--out", out)

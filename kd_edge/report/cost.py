@@ -110,9 +110,14 @@ def cost_rows(models, bench=None, bench_path=None):
     if bench:
         host = bench.get("host") or {}
         dev = bench.get("device") or {}
-        device = ", ".join(str(x) for x in (dev.get("kind"), dev.get("target"), host.get("cpu_model")) if x)
+        parts = []
+        for x in (dev.get("kind"), dev.get("target"), host.get("cpu_model")):
+            if x and str(x) not in parts:
+                parts.append(str(x))
+        device = ", ".join(parts)
     for model in models:
-        entry = {"name": model.name, "kind": model.kind, "params": model.params, "file_bytes": model.file_bytes,
+        entry = {"name": model.name, "kind": model.kind, "target": getattr(model, "target", None) or model.kind,
+                 "params": model.params, "file_bytes": model.file_bytes,
                  "latency_ms": None, "memory_mb": None, "rss_delta_mb": None, "threads": None, "size": None,
                  "status": None, "reason": None}
         matches = match_rows(model, rows, bench_dir) if rows else []

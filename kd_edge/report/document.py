@@ -62,6 +62,14 @@ def fmt_bytes(value):
     return f"{value:.0f} B"
 
 
+def _delta(value, reference):
+    """'-35%' style change against the reference model, as the original report's Delta column."""
+    if value is None or reference is None or not reference:
+        return "n/a"
+    change = 100.0 * (float(value) - float(reference)) / float(reference)
+    return f"{change:+.0f}%"
+
+
 def _student_name(result, teacher):
     names = [m.name for m in result.models if m.name != teacher]
     for name in names:
@@ -147,12 +155,19 @@ def build(result, summary, figures, cost=None, reference=None, csv_name="per_ima
     if cost is not None:
         cost_rows, unmatched, device = cost
         has_bench = any(r["status"] is not None for r in cost_rows)
-        header = ["Model", "Kind", "Params", "File size", "Latency p50 (ms)", "Peak RSS (MiB)", "Threads", "Size (px)",
-                  "Bench status"]
-        rows = [[r["name"], r["kind"], fmt_params(r["params"]), fmt_bytes(r["file_bytes"]), fmt(r["latency_ms"], 1),
-                 fmt(r["memory_mb"], 0), str(r["threads"] or "-"), str(r["size"] or "-"),
-                 (r["status"] or "no bench JSON") + (f" ({r['reason']})" if r.get("reason") else "")]
-                for r in cost_rows]
+        ref_cost = next((r for r in cost_rows if r["name"] == teacher), None)
+        header = ["Model", "Format", "Params", "File size", "Latency p50 (ms)", "Peak RSS (MiB)", "Threads",
+                  "Size (px)", "Bench status"]
+        if ref_cost is not None and has_bench:
+            header[7:7] = [f"Latency vs {teacher}", f"Memory vs {teacher}"]
+        rows = []
+        for r in cost_rows:
+            row = [r["name"], r.get("target") or r["kind"], fmt_params(r["params"]), fmt_bytes(r["file_bytes"]),
+                   fmt(r["latency_ms"], 1), fmt(r["memory_mb"], 0), str(r["threads"] or "-"), str(r["size"] or "-"),
+                   (r["status"] or "no bench JSON") + (f" ({r['reason']})" if r.get("reason") else "")]
+            if ref_cost is not None and has_bench:
+                row[7:7] = [_delta(r["latency_ms"], ref_cost["latency_ms"]), _delta(r["memory_mb"], ref_cost["memory_mb"])]
+            rows.append(row)
         blocks.append(Block("table", header=header, rows=rows))
         if has_bench:
             blocks.append(Block("p", f"Latency and memory from the bench JSON ({device or 'device not recorded'}); "

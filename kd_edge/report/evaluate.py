@@ -31,6 +31,7 @@ class ModelEntry:
     manifest: dict
     params: int | None = None
     file_bytes: int | None = None
+    target: str | None = None    # converter target (fp32, fp16, int8, onnx...) from the manifest, else the kind
 
 
 @dataclass
@@ -157,7 +158,8 @@ def load_models(paths, names=None, *, threads=None):
         runtime = load(path, threads=threads)
         manifest = dict(getattr(runtime, "manifest", None) or {})
         entries.append(ModelEntry(name=name, path=path, runtime=runtime, kind=getattr(runtime, "kind", "?"),
-                                  manifest=manifest, params=_params(runtime, manifest), file_bytes=_file_bytes(path)))
+                                  manifest=manifest, params=_params(runtime, manifest), file_bytes=_file_bytes(path),
+                                  target=str(manifest.get("target") or getattr(runtime, "kind", "?"))))
     return entries
 
 
