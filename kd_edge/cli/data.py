@@ -13,7 +13,7 @@ def data():
     """Synthesise blurred/sharp datasets and check DBlur-layout folders."""
 
 
-@data.command(context_settings=CONTEXT_SETTINGS)
+@data.command(context_settings=CONTEXT_SETTINGS, short_help="Synthesise a blurred/sharp dataset (train/ + test/).")
 @click.argument("paths", nargs=-1, required=True, metavar="[SRC_DIR] OUT_DIR")
 @click.option("--count", default=64, show_default=True, type=click.IntRange(min=0),
               help="Pairs to generate (0 with SRC_DIR: one pair per tile of every source image).")
@@ -76,7 +76,7 @@ def _summary(out_dir, meta):
                f"noise <= {meta['noise']}, seed {meta['seed']}; parameters in {Path(out_dir) / 'synth.json'}")
 
 
-@data.command(context_settings=CONTEXT_SETTINGS)
+@data.command(context_settings=CONTEXT_SETTINGS, short_help="Check a DBlur-layout folder; exit 1 if a pair is unusable.")
 @click.argument("directory", metavar="DIR", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the report as JSON.")
