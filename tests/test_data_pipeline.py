@@ -69,6 +69,7 @@ def test_one_epoch_without_repeat(root):
     assert sizes == [2, 1]  # 3 pairs, one crop each, last batch kept
 
 
+@pytest.mark.filterwarnings("ignore:.*alpha channel dropped")
 def test_mixed_modes_are_normalised_and_alpha_warns(tmp_path):
     rng = np.random.default_rng(3)
     img = rng.random((20, 20, 3))
@@ -107,7 +108,7 @@ def test_unusable_inputs(tmp_path):
         train_dataset(tmp_path)
     write_image(tmp_path / "blur" / "a.png", np.zeros((10, 10, 3)))
     write_image(tmp_path / "sharp" / "a.png", np.zeros((10, 10, 3)))
-    with pytest.raises(InputFileError, match="smaller --patch"):
+    with pytest.raises(InputFileError, match="smaller --patch"), pytest.warns(UserWarning, match="smaller than"):
         train_dataset(tmp_path, patch=16)
     (tmp_path / "blur" / "b.png").write_bytes(b"\x89PNG\r\n\x1a\nbroken")
     write_image(tmp_path / "sharp" / "b.png", np.zeros((32, 32, 3)))
