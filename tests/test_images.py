@@ -183,3 +183,35 @@ def test_write_is_atomic_and_leaves_no_temporaries(tmp_path, rgb):
 
 def test_suffix_list_matches_the_contract():
     assert IMAGE_SUFFIXES == (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
+
+
+def _raw_png(path, data, color_type):
+    """A PNG written by hand (struct + zlib), independent of Pillow and OpenCV: 16-bit, no filtering."""
+    import struct
+    import zlib
+
+    h, w = data.shape[:2]
+    rows = data.reshape(h, -1).astype(">u2").tobytes()
+    stride = data.reshape(h, -1).shape[1] * 2
+    raw = b"".join(b"\x00" + rows[r * stride:(r + 1) * stride] for r in range(h))
+
+    def chunk(kind, body):
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", w, h, 16, color_type, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+    return path
+
+
+@pytest.mark.parametrize("color_type,channels,mode", [(0, 1, "L"), (2, 3, "RGB"), (4, 2, "LA"), (6, 4, "RGBA")])
+def test_hand_written_16bit_png_every_colour_type(tmp_path, color_type, channels, mode):
+    rng = np.random.default_rng(color_type)
+    data = rng.integers(0, 65536, size=(6, 9, channels), dtype=np.uint16)
+    img = read_image(_raw_png(tmp_path / f"ct{color_type}.png", data, color_type))
+    assert img.mode == mode and img.bit_depth == 16
+    colour = data[:, :, :3] if channels >= 3 else np.repeat(data[:, :, :1], 3, axis=2)
+    assert np.array_equal(np.rint(img.rgb * 65535).astype(np.uint16), colour)
+    if channels in (2, 4):
+        assert img.alpha.dtype == np.uint16 and np.array_equal(img.alpha, data[:, :, -1])
+    else:
+        assert img.alpha is None
