@@ -302,16 +302,16 @@ def write_image(path, rgb, *, bit_depth=8, alpha=None, grayscale=False, png_comp
             if alpha is not None:
                 kwargs["extrasamples"] = ["unassalpha"]
             tifffile.imwrite(tmp, data, **kwargs)
+        elif bit_depth == 16 and data.ndim == 3 and data.shape[2] == 2:
+            # grey + alpha: OpenCV has no 16-bit LA writer, so the PNG is encoded here
+            Path(tmp).write_bytes(_png16_bytes(data, color_type=4, level=int(png_compress_level)))
         elif bit_depth == 16:
             import cv2
 
-            if data.ndim == 3 and data.shape[2] >= 3:
+            if data.ndim == 3:
                 bgr = data[:, :, [2, 1, 0, 3]] if data.shape[2] == 4 else data[:, :, ::-1]
             else:
                 bgr = data
-                if data.ndim == 3:  # grey + alpha: OpenCV has no 16-bit LA writer, store as RGBA
-                    g = data[:, :, 0]
-                    bgr = np.dstack([g, g, g, data[:, :, 1]])
             ok, buf = cv2.imencode(".png", np.ascontiguousarray(bgr),
                                    [cv2.IMWRITE_PNG_COMPRESSION, int(png_compress_level)])
             if not ok:
@@ -339,6 +339,23 @@ def write_image(path, rgb, *, bit_depth=8, alpha=None, grayscale=False, png_comp
                 img = img.convert("RGBA")
             img.save(tmp, format=fmt, **options)
     return path
+
+
+def _png16_bytes(data, *, color_type, level=1):
+    """Encode a 16-bit PNG directly (no row filters) for layouts OpenCV cannot write (grey + alpha)."""
+    import struct
+    import zlib
+
+    h, w = data.shape[:2]
+    rows = np.ascontiguousarray(data.reshape(h, -1).astype(">u2")).view(np.uint8).reshape(h, -1)
+    raw = np.concatenate([np.zeros((h, 1), np.uint8), rows], axis=1).tobytes()
+
+    def chunk(kind, body):
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", w, h, 16, color_type, 0, 0, 0)
+    return (_PNG_SIGNATURE + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw, max(1, level)))
+            + chunk(b"IEND", b""))
 
 
 def _alpha_as(alpha, bit_depth):

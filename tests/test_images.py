@@ -84,10 +84,15 @@ def test_alpha_kept_untouched(tmp_path, rgb, suffix, depth):
     assert img.rgb.shape == (24, 40, 3)
 
 
-def test_grey_alpha_8bit(tmp_path, rgb):
-    alpha = np.full((24, 40), 77, np.uint8)
-    img = read_image(write_image(tmp_path / "la.png", rgb, grayscale=True, alpha=alpha))
-    assert img.mode == "LA" and np.array_equal(img.alpha, alpha) and img.rgb.shape == (24, 40, 3)
+@pytest.mark.parametrize("suffix,depth", [(".png", 8), (".png", 16), (".tif", 8), (".tif", 16)])
+def test_grey_alpha(tmp_path, rgb, suffix, depth):
+    dtype = np.uint16 if depth == 16 else np.uint8
+    alpha = (np.arange(24 * 40).reshape(24, 40) * 31 % 250).astype(dtype)
+    img = read_image(write_image(tmp_path / f"la{suffix}", rgb, grayscale=True, alpha=alpha, bit_depth=depth))
+    assert img.mode == "LA" and img.bit_depth == depth and img.rgb.shape == (24, 40, 3)
+    assert img.alpha.dtype == dtype and np.array_equal(img.alpha, alpha)
+    grey = rgb[:, :, 0] * 0.299 + rgb[:, :, 1] * 0.587 + rgb[:, :, 2] * 0.114
+    assert np.abs(img.rgb[:, :, 1] - grey).max() < 0.6 / (65535 if depth == 16 else 255) + 1e-6
 
 
 def test_palette_png_becomes_rgb(tmp_path, rgb):
