@@ -61,7 +61,8 @@ def read_image(path) -> LoadedImage:
         raise InputFileError(path, f"unsupported image format '{suffix or '(no suffix)'}' "
                                    f"(supported: {', '.join(IMAGE_SUFFIXES)})")
     try:
-        head = path.read_bytes()[:64] if path.stat().st_size else b""
+        with open(path, "rb") as fh:
+            head = fh.read(64)
     except OSError as exc:
         raise InputFileError(path, f"cannot read: {exc.strerror or exc}") from None
     if not head:

@@ -87,6 +87,15 @@ def test_clean_dataset_is_ok_and_pairs_match_by_name(tmp_path):
     assert [p.name for p in find_pairs(tmp_path / "train")] == ["0.png", "1.png", "2.png"]
 
 
+def test_pairs_match_by_stem_across_formats(tmp_path):
+    write_image(tmp_path / "blur" / "x.jpg", _img(1))
+    write_image(tmp_path / "sharp" / "x.png", _img(2))
+    write_image(tmp_path / "blur" / ".hidden.png", _img(3))
+    pairs = find_pairs(tmp_path)
+    assert [(p.name, p.blur.name, p.sharp.name) for p in pairs] == [("x.jpg", "x.jpg", "x.png")]
+    assert check(tmp_path).ok
+
+
 def test_check_cli_exit_codes_and_output(messy, tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["data", "check", str(messy), "--json", str(tmp_path / "report.json")])
