@@ -244,6 +244,8 @@ def _check_image(image):
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[-1] != 3 or image.shape[0] < 1 or image.shape[1] < 1:
         raise KdEdgeError(f"expected an HxWx3 RGB image, got shape {image.shape}")
+    if not np.issubdtype(image.dtype, np.floating):
+        raise KdEdgeError(f"expected a float image in [0, 1], got {image.dtype} (kd_edge.images.read_image gives one)")
     return image
 
 

@@ -136,6 +136,8 @@ def test_bad_arguments_are_clear_errors():
         tiling.deblur(image, IdentityModel(), tile=32, overlap=32)
     with pytest.raises(KdEdgeError, match="HxWx3"):
         tiling.deblur(image[..., 0], IdentityModel(), tile=32)
+    with pytest.raises(KdEdgeError, match="float image"):
+        tiling.deblur((image * 255).astype(np.uint8), IdentityModel(), tile=32)
     with pytest.raises(KdEdgeError, match="dynamic-shape"):
         tiling.seam_psnr(image, IdentityModel(input_size=(32, 32)))
 

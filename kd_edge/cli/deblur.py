@@ -167,10 +167,20 @@ def deblur(ctx, inputs, model, out_dir, tile, overlap, blend, batch, force, seam
             image = read_image(src)
             h, w = image.height, image.width
             record.update(height=h, width=w, bit_depth=image.bit_depth, mode=image.mode)
+            tile_bar = None
+            if len(todo) == 1 and sizes is not None:  # one (large) image: show the tiles instead
+                count = tiling.plan_tiles(h, w, sizes, overlap, blend=blend, align=tiling.model_stride(runtime)).count
+                tile_bar = tqdm(total=count, unit="tile", desc=src.name, disable=None if count > 1 else True,
+                                file=sys.stderr)
             t0 = time.perf_counter()
             # without the seam check the float image is its own output buffer (one full-size array in all)
-            result = tiling.deblur(image.rgb, runtime, tile=sizes if sizes is not None else 0, overlap=overlap,
-                                   blend=blend, batch=batch, out=None if seam_check else image.rgb)
+            try:
+                result = tiling.deblur(image.rgb, runtime, tile=sizes if sizes is not None else 0, overlap=overlap,
+                                       blend=blend, batch=batch, out=None if seam_check else image.rgb,
+                                       progress=tile_bar.update if tile_bar is not None else None)
+            finally:
+                if tile_bar is not None:
+                    tile_bar.close()
             seconds = time.perf_counter() - t0
             if seam_check:
                 db = psnr(result, tiling.deblur_whole(image.rgb, runtime))
