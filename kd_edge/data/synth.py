@@ -305,7 +305,7 @@ def synthesize(out_dir, src_dir=None, *, count=64, size=256, seed=0, test_fracti
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=total, desc="synth", unit="pair", leave=False)
+        bar = tqdm(total=total, desc="synth", unit="pair", leave=False, disable=None)
     with atomic_path(out_dir, keep_suffix=False) as tmp:
         tmp.mkdir(parents=True)
         for split in sorted({"test" if i in test_set else "train" for i in range(total)}):
