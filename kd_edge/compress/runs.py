@@ -1,0 +1,326 @@
+"""End-to-end compression runs behind ``kd-edge prune`` and ``kd-edge quantize``.
+
+Each run loads the parent model (``kd_edge.models.load_model``), compresses a copy, fine-tunes it with
+distillation (``kd_edge.distill.trainer.train``; the teacher is ``--teacher`` or the unchanged parent itself),
+saves ``<out>/model.keras`` with a manifest whose lineage names the parent's sha256, the method, the settings
+and the steps, and writes a JSON report next to it. Fine-tuning state (checkpoints, TensorBoard, train.json)
+lives in ``<out>/finetune``; rerunning the same command resumes it.
+"""
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+import kd_edge  # noqa: F401
+from kd_edge.atomic import write_json
+from kd_edge.errors import KdEdgeError
+
+DEFAULT_LR = 2e-4
+MODEL_NAME = "model.keras"
+
+
+def _prepare_out(out, force):
+    out = Path(out)
+    target = out / MODEL_NAME
+    if target.exists() and not force:
+        raise KdEdgeError(f"{target} already exists: use --force to replace it (or another --out)")
+    out.mkdir(parents=True, exist_ok=True)
+    return out, target
+
+
+def _load(path, what="model"):
+    from kd_edge.models import load_model
+
+    model, manifest = load_model(path)
+    return model, manifest
+
+
+def _teacher(parent_path, teacher_path):
+    """(frozen teacher model, description): ``--teacher`` or a fresh copy of the parent."""
+    path = teacher_path or parent_path
+    model, manifest = _load(path, "teacher")
+    model.trainable = False
+    return model, {"path": str(path), "sha256": manifest.get("sha256"), "arch": manifest.get("arch"),
+                   "role": "teacher" if teacher_path else "parent model as its own teacher"}
+
+
+def _data_root(data, out, seed):
+    from kd_edge.distill.datasets import resolve_data
+
+    return resolve_data(data, out, seed=seed)
+
+
+def fine_tune(student, *, teacher, teacher_info, data, out, steps, batch, patch, seed, lr, callbacks=(),
+              progress=True, method="finetune"):
+    """Distillation fine-tuning of ``student`` in place; returns the trainer's train.json as a dict.
+
+    Validation runs once at the end (``val_every=steps``), so the weights kept are the final ones: for
+    pruning they are the ones at the target sparsity, never an earlier, denser step.
+    """
+    from kd_edge.distill.trainer import train
+
+    root = _data_root(data, out, seed)
+    run_dir = Path(out) / "finetune"
+    train(student, teacher=teacher, data=root, out=run_dir, steps=int(steps), batch=int(batch), patch=int(patch),
+          seed=int(seed), callbacks=list(callbacks), lr=float(lr), val_every=int(steps),
+          ckpt_every=max(1, min(500, int(steps) // 4 or 1)), export=False, progress=progress, data_spec=str(data),
+          method=method, teacher_info=teacher_info)
+    info = json.loads((run_dir / "train.json").read_text())
+    return {"dir": str(run_dir), "data": info.get("data"), "steps": int(steps), "batch": int(batch),
+            "patch": int(patch), "lr": float(lr), "seed": int(seed), "losses": info.get("losses"),
+            "teacher": teacher_info, "validation": info.get("best"),
+            "history": info.get("history", [])[-1:]}
+
+
+def _complexity(model):
+    from kd_edge.models import count_macs, count_params, model_stride
+
+    stride = model_stride(model)
+    size = max(stride, 256 // stride * stride)
+    return {"params": int(count_params(model)), "macs_256": int(count_macs(model, size, size))}
+
+
+# ---------------------------------------------------------------------------------------------- sparsity
+def run_sparsity(model_path, out, *, sparsity=0.5, schedule="polynomial", steps=200, teacher=None, data="synth",
+                 batch=8, patch=64, seed=0, lr=DEFAULT_LR, force=False, progress=True):
+    """``kd-edge prune --sparsity``: tfmot prune_low_magnitude + distillation fine-tuning + strip_pruning."""
+    import tensorflow_model_optimization as tfmot
+
+    from kd_edge.compress import lineage, sparsity as sp
+    from kd_edge.models import save_model
+
+    if int(steps) < 1:
+        raise KdEdgeError("--steps must be >= 1 for sparsity pruning (the masks are applied while training)")
+    out, target = _prepare_out(out, force)
+    parent, manifest = _load(model_path)
+    schedule_obj = sp.make_schedule(schedule, sparsity, steps)
+    student = sp.wrap_for_pruning(parent, schedule_obj)
+    teacher_model, teacher_info = _teacher(model_path, teacher)
+    t0 = time.perf_counter()
+    tuned = fine_tune(student, teacher=teacher_model, teacher_info=teacher_info, data=data, out=out, steps=steps,
+                      batch=batch, patch=patch, seed=seed, lr=lr, progress=progress, method="prune-sparsity",
+                      callbacks=[tfmot.sparsity.keras.UpdatePruningStep()])
+    seconds = time.perf_counter() - t0
+    pruned_names = {layer.layer.name for layer in student.layers if getattr(layer, "pruning_vars", None)}
+    stripped = sp.strip(student)
+    rows = sp.layer_sparsity(stripped)
+    for row in rows:
+        row["pruned"] = row["layer"] in pruned_names
+    pruned_rows = [r for r in rows if r["pruned"]]
+    pruned_total = sum(r["weights"] for r in pruned_rows)
+    settings = {"sparsity": float(sparsity), "schedule": schedule, "frequency": int(schedule_obj.frequency),
+                "begin_step": int(schedule_obj.begin_step), "end_step": int(getattr(schedule_obj, "end_step", -1)),
+                "pruned_layers": sorted(pruned_names), "batch": int(batch), "patch": int(patch),
+                "lr": float(lr), "seed": int(seed)}
+    record = lineage.compression_step(model_path, manifest, method="prune-sparsity", settings=settings,
+                                      steps=steps, fine_tune={k: tuned[k] for k in ("teacher", "data", "validation")})
+    saved = save_model(stripped, target, arch=manifest.get("arch"), config=manifest.get("config"),
+                       lineage=lineage.extend(manifest, record),
+                       extra={"compression": {"method": "prune-sparsity", "sparsity": sp.overall_sparsity(stripped)}})
+    report = {
+        "format": "kd-edge-prune/1",
+        "method": "sparsity",
+        "model": str(target),
+        "parent": record["parent"],
+        "settings": settings,
+        "fine_tune": tuned,
+        "seconds": seconds,
+        "sparsity": {"target": float(sparsity), "overall": sp.overall_sparsity(stripped),
+                     "pruned_kernels": sum(r["zeros"] for r in pruned_rows) / pruned_total if pruned_total else 0.0,
+                     "parent_overall": sp.overall_sparsity(parent),
+                     "note": "tfmot prunes Conv2D and Dense kernels; DepthwiseConv2D kernels stay dense (tfmot's "
+                             "prune registry has no prunable weight for them), so the overall figure is lower"},
+        "layers": rows,
+        "size": {
+            "parent_weights": sp.weight_sizes(parent), "pruned_weights": sp.weight_sizes(stripped),
+            "parent_file": sp.file_sizes(model_path), "pruned_file": sp.file_sizes(target),
+        },
+        "complexity": {"parent": _complexity(parent), "pruned": _complexity(stripped)},
+        "speed_note": sp.NOT_FASTER,
+        "sha256": saved["sha256"],
+    }
+    write_json(out / "prune_report.json", report)
+    return report
+
+
+# ---------------------------------------------------------------------------------------------- filters
+def run_filters(model_path, out, *, ratio=0.2, steps=200, teacher=None, data="synth", batch=8, patch=64, seed=0,
+                lr=DEFAULT_LR, force=False, progress=True, min_channels=2):
+    """``kd-edge prune --filters``: remove the lowest-L1 filters, rebuild narrower, distillation fine-tuning."""
+    from kd_edge.compress import lineage
+    from kd_edge.compress.filter_pruning import prune_filters
+    from kd_edge.models import save_model
+
+    out, target = _prepare_out(out, force)
+    parent, manifest = _load(model_path)
+    pruned, plan = prune_filters(parent, ratio, min_channels=min_channels)
+    before, after = _complexity(parent), _complexity(pruned)
+    tuned = None
+    t0 = time.perf_counter()
+    if int(steps) > 0:
+        teacher_model, teacher_info = _teacher(model_path, teacher)
+        tuned = fine_tune(pruned, teacher=teacher_model, teacher_info=teacher_info, data=data, out=out,
+                          steps=steps, batch=batch, patch=patch, seed=seed, lr=lr, progress=progress,
+                          method="prune-filters")
+    seconds = time.perf_counter() - t0
+    settings = {"filters": float(ratio), "ranking": "L1 norm of the producing filters, per-layer mean-normalised",
+                "min_channels": int(min_channels), "batch": int(batch), "patch": int(patch), "lr": float(lr),
+                "seed": int(seed)}
+    channels = {row["layer"]: row["after"] for row in plan.layers}
+    record = lineage.compression_step(model_path, manifest, method="prune-filters", settings=settings, steps=steps,
+                                      channels=channels,
+                                      fine_tune={k: tuned[k] for k in ("teacher", "data", "validation")}
+                                      if tuned else None)
+    saved = save_model(pruned, target, arch=manifest.get("arch"), config=manifest.get("config"),
+                       lineage=lineage.extend(manifest, record),
+                       extra={"compression": {"method": "prune-filters", "filters": float(ratio),
+                                              "channels": channels}})
+    report = {
+        "format": "kd-edge-prune/1",
+        "method": "filters",
+        "model": str(target),
+        "parent": record["parent"],
+        "settings": settings,
+        "fine_tune": tuned,
+        "seconds": seconds,
+        "complexity": {"parent": before, "pruned": after,
+                       "params_drop": 1.0 - after["params"] / before["params"],
+                       "macs_drop": 1.0 - after["macs_256"] / before["macs_256"]},
+        "layers": plan.layers,
+        "families": plan.families,
+        "size": {"parent_file": _file_size(model_path), "pruned_file": _file_size(target)},
+        "sha256": saved["sha256"],
+    }
+    write_json(out / "prune_report.json", report)
+    return report
+
+
+def _file_size(path):
+    return int(Path(path).stat().st_size)
+
+
+# ---------------------------------------------------------------------------------------------- QAT / PTQ
+def run_qat(model_path, out, *, steps=200, teacher=None, data="synth", batch=8, patch=64, seed=0, lr=1e-4,
+            force=False, progress=True, preserve_sparsity="auto", calib=None, calib_count=32, tflite=True):
+    """``kd-edge quantize --qat``: tfmot QAT (prune-preserving when sparse) + distillation fine-tuning.
+
+    Writes ``<out>/model.keras`` (the QAT Keras model, loadable by ``kd_edge.models.load_model`` and
+    convertible by ``kd-edge convert --target tflite-int8``) and, with ``tflite``, ``<out>/model.int8.tflite``
+    (full integer, float I/O) plus its parity against the float parent on the calibration images.
+    """
+    from kd_edge.compress import lineage, qat
+    from kd_edge.compress.sparsity import overall_sparsity
+
+    if int(steps) < 1:
+        raise KdEdgeError("--steps must be >= 1 for QAT (the quantization ranges are learnt while training)")
+    out, target = _prepare_out(out, force)
+    parent, manifest = _load(model_path)
+    qmodel, info = qat.quantize_model(parent, preserve_sparsity=preserve_sparsity)
+    teacher_model, teacher_info = _teacher(model_path, teacher)
+    t0 = time.perf_counter()
+    tuned = fine_tune(qmodel, teacher=teacher_model, teacher_info=teacher_info, data=data, out=out, steps=steps,
+                      batch=batch, patch=patch, seed=seed, lr=lr, progress=progress, method="qat")
+    seconds = time.perf_counter() - t0
+    settings = {"scheme": info["scheme"], "float_layers": info["float_layers"], "batch": int(batch),
+                "patch": int(patch), "lr": float(lr), "seed": int(seed)}
+    record = lineage.compression_step(model_path, manifest, method="qat", settings=settings, steps=steps,
+                                      fine_tune={k: tuned[k] for k in ("teacher", "data", "validation")})
+    from kd_edge.models import model_stride
+
+    stride = model_stride(parent)
+    saved = qat.save_qat_model(qmodel, target, sample_shape=(1, stride * 2, stride * 2, 3),
+                               arch=manifest.get("arch"), config=manifest.get("config"),
+                               lineage=lineage.extend(manifest, record),
+                               extra={"compression": {"method": "qat", "scheme": info["scheme"],
+                                                      "float_layers": info["float_layers"]}})
+    report = {
+        "format": "kd-edge-quantize/1",
+        "method": "qat",
+        "model": str(target),
+        "parent": record["parent"],
+        "settings": settings,
+        "parent_sparsity": overall_sparsity(parent),
+        "fine_tune": tuned,
+        "seconds": seconds,
+        "plan": info["plan"],
+        "sha256": saved["sha256"],
+    }
+    if tflite:
+        report["tflite"] = _int8_artifact(qmodel, parent, out / "model.int8.tflite", calib, calib_count, stride)
+    write_json(out / "quantize_report.json", report)
+    return report
+
+
+def run_ptq(model_path, out, *, calib=None, calib_count=32, input_size=256, force=False):
+    """``kd-edge quantize --ptq``: post-training full-int8 TFLite calibrated on the shared representative set."""
+    from kd_edge.compress import lineage
+    from kd_edge.models import model_stride
+
+    out = Path(out)
+    path = out / "model.int8.tflite"
+    if path.exists() and not force:
+        raise KdEdgeError(f"{path} already exists: use --force to replace it (or another --out)")
+    out.mkdir(parents=True, exist_ok=True)
+    parent, manifest = _load(model_path)
+    stride = model_stride(parent)
+    if input_size % stride:
+        raise KdEdgeError(f"--input-size {input_size} is not a multiple of the model's stride {stride}")
+    entry = _int8_artifact(parent, parent, path, calib, calib_count, stride, size=input_size)
+    record = lineage.compression_step(model_path, manifest, method="ptq-int8",
+                                      settings={"calib": entry["calibration"], "input_size": input_size}, steps=0)
+    from kd_edge.models.saving import sha256_file
+
+    artifact_manifest = {"format": "tflite", "target": "tflite-int8", "precision": "int8", "file": path.name,
+                         "sha256": sha256_file(path), "lineage": lineage.extend(manifest, record),
+                         "parity": entry["parity"], "calibration": entry["calibration"]}
+    write_json(path.with_name(path.name + ".json"), artifact_manifest)
+    report = {"format": "kd-edge-quantize/1", "method": "ptq", "parent": record["parent"], "tflite": entry}
+    write_json(out / "quantize_report.json", report)
+    return report
+
+
+def _int8_artifact(model, float_parent, path, calib, calib_count, stride, size=None):
+    """Export ``model`` to full-int8 TFLite at ``size`` and measure it against the float parent."""
+    from kd_edge.compress.calibration import calibration_images, describe
+    from kd_edge.compress.qat import export_int8_tflite
+    from kd_edge.metrics import psnr
+
+    size = int(size or max(stride, 256 // stride * stride))
+    content = export_int8_tflite(model, path, calib=calib, calib_count=calib_count, input_size=size)
+    probes = calibration_images(calib, count=min(4, int(calib_count)), size=size, seed=1)
+    outputs = run_tflite(content, probes)
+    reference = np.asarray(float_parent(probes, training=False))
+    values = [psnr(np.clip(o, 0, 1), np.clip(r, 0, 1)) for o, r in zip(outputs, reference)]
+    images = calibration_images(calib, count=calib_count, size=size)
+    return {"path": str(path), "bytes": len(content), "input_size": [size, size],
+            "calibration": describe(calib, images),
+            "parity": {"psnr_vs_float_db": float(np.mean(values)),
+                       "max_abs_diff": float(np.max(np.abs(outputs - reference))), "probes": int(len(probes))}}
+
+
+def run_tflite(content, images, threads=None):
+    """Run a TFLite flatbuffer (LiteRT) on NHWC float32 images one at a time; returns the stacked outputs."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interp = Interpreter(model_content=bytes(content), num_threads=threads)
+    inp = interp.get_input_details()[0]
+    if list(inp["shape"][1:3]) != list(images.shape[1:3]):
+        interp.resize_tensor_input(inp["index"], [1, *images.shape[1:]])
+    interp.allocate_tensors()
+    inp = interp.get_input_details()[0]
+    outp = interp.get_output_details()[0]
+    results = []
+    for img in np.asarray(images, np.float32):
+        x = img[None]
+        if inp["dtype"] != np.float32:
+            scale, zero = inp["quantization"]
+            x = np.clip(np.round(x / scale + zero), -128, 127).astype(inp["dtype"])
+        interp.set_tensor(inp["index"], x)
+        interp.invoke()
+        y = interp.get_tensor(outp["index"])
+        if outp["dtype"] != np.float32:
+            scale, zero = outp["quantization"]
+            y = (y.astype(np.float32) - zero) * scale
+        results.append(y[0])
+    return np.stack(results)
