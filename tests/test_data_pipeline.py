@@ -70,6 +70,21 @@ def test_one_epoch_without_repeat(root):
 
 
 @pytest.mark.filterwarnings("ignore:.*alpha channel dropped")
+def test_uncached_sets_take_several_crops_per_decode(root):
+    cached = patch_stream(root, patch=8, seed=0, repeat=False)
+    assert cached.cached and cached.crops_per_image == 1 and len(list(cached())) == 3
+    disk = patch_stream(root, patch=8, seed=0, repeat=False, cache_bytes=0)
+    assert not disk.cached and disk.crops_per_image == 4
+    got = list(disk())
+    assert len(got) == 12 and all(np.abs(b - (1 - s)).max() < 1e-6 for b, s in got)
+    again = list(patch_stream(root, patch=8, seed=0, repeat=False, cache_bytes=0)())
+    assert all(np.array_equal(a[0], b[0]) for a, b in zip(got, again))  # the shuffle buffer is seeded too
+    ds = train_dataset(root, patch=8, batch=5, seed=0, cache_bytes=0, crops_per_image=2)
+    blur, sharp = next(iter(ds.as_numpy_iterator()))
+    assert blur.shape == (5, 8, 8, 3) and np.abs(blur - (1 - sharp)).max() < 1e-6
+
+
+@pytest.mark.filterwarnings("ignore:.*alpha channel dropped")
 def test_mixed_modes_are_normalised_and_alpha_warns(tmp_path):
     rng = np.random.default_rng(3)
     img = rng.random((20, 20, 3))

@@ -102,12 +102,17 @@ def training_pairs(data_dir, *, patch=128):
     return split, usable
 
 
-def patch_stream(data_dir, *, patch=128, seed=0, augment=True, repeat=True, cache_bytes=DEFAULT_CACHE_BYTES):
+def patch_stream(data_dir, *, patch=128, seed=0, augment=True, repeat=True, cache_bytes=DEFAULT_CACHE_BYTES,
+                 crops_per_image=None):
     """A re-startable numpy generator factory of aligned (blur, sharp) float32 patches.
 
     Each epoch visits every pair once in an order drawn from ``numpy.random.default_rng(seed)``; the
     crop offset, 90-degree rotation and horizontal flip are drawn from the same stream and applied to
     both images, so a given seed gives the same sequence every time.
+
+    ``crops_per_image`` (default: 1 when the set is cached in memory, 4 when it is too large and must
+    be decoded from disk each time) takes that many crops from each decoded pair; the crops then pass
+    through a seeded shuffle buffer so that one batch does not hold crops of a single image.
     """
     patch = int(patch)
     if patch < 1:
@@ -115,45 +120,68 @@ def patch_stream(data_dir, *, patch=128, seed=0, augment=True, repeat=True, cach
     split, usable = training_pairs(data_dir, patch=patch)
     total_bytes = sum(w * h * 3 * 2 for _, (w, h) in usable)
     store = _PairStore([p for p, _ in usable], cache=total_bytes <= cache_bytes)
+    per_image = int(crops_per_image or (1 if store.cache else 4))
+    if per_image < 1:
+        raise KdEdgeError(f"crops_per_image must be >= 1, got {per_image}")
+    buffer_size = 1 if per_image == 1 else max(64, 8 * per_image)
 
-    def generate():
-        rng = np.random.default_rng(int(seed))
+    def crops(rng):
         while True:
             for i in rng.permutation(len(store.pairs)):
                 blur, sharp = store.get(int(i))
                 h, w = blur.shape[:2]
-                y = int(rng.integers(0, h - patch + 1))
-                x = int(rng.integers(0, w - patch + 1))
-                b = blur[y:y + patch, x:x + patch]
-                s = sharp[y:y + patch, x:x + patch]
-                if augment:
-                    k = int(rng.integers(4))
-                    flip = bool(rng.integers(2))
-                    b, s = np.rot90(b, k), np.rot90(s, k)
-                    if flip:
-                        b, s = b[:, ::-1], s[:, ::-1]
-                yield np.ascontiguousarray(_to_float(b)), np.ascontiguousarray(_to_float(s))
+                for _ in range(per_image):
+                    y = int(rng.integers(0, h - patch + 1))
+                    x = int(rng.integers(0, w - patch + 1))
+                    b = blur[y:y + patch, x:x + patch]
+                    s = sharp[y:y + patch, x:x + patch]
+                    if augment:
+                        k = int(rng.integers(4))
+                        flip = bool(rng.integers(2))
+                        b, s = np.rot90(b, k), np.rot90(s, k)
+                        if flip:
+                            b, s = b[:, ::-1], s[:, ::-1]
+                    yield np.ascontiguousarray(_to_float(b)), np.ascontiguousarray(_to_float(s))
             if not repeat:
                 return
+
+    def generate():
+        rng = np.random.default_rng(int(seed))
+        if buffer_size == 1:
+            yield from crops(rng)
+            return
+        pool = []
+        for item in crops(rng):
+            if len(pool) < buffer_size:
+                pool.append(item)
+                continue
+            j = int(rng.integers(buffer_size))
+            yield pool[j]
+            pool[j] = item
+        order = rng.permutation(len(pool))
+        for j in order:
+            yield pool[int(j)]
 
     generate.split = split
     generate.pairs = len(store.pairs)
     generate.cached = store.cache
+    generate.crops_per_image = per_image
     return generate
 
 
 def train_dataset(data_dir, *, patch=128, batch=8, seed=0, augment=True, repeat=True,
-                  cache_bytes=DEFAULT_CACHE_BYTES):
+                  cache_bytes=DEFAULT_CACHE_BYTES, crops_per_image=None):
     """tf.data.Dataset of ``(blur, sharp)`` float32 NHWC batches in [0,1] with aligned random crops.
 
     ``data_dir`` is a split folder (``blur/`` + ``sharp/``) or a root whose ``train/`` is used. With
-    ``repeat=False`` the dataset is one epoch (one crop per pair; the last batch may be smaller).
+    ``repeat=False`` the dataset is one epoch (``crops_per_image`` crops per pair; the last batch may
+    be smaller). Sets larger than ``cache_bytes`` are decoded from disk, several crops per decode.
     """
     import kd_edge  # noqa: F401  (tf_keras switch before TensorFlow)
     import tensorflow as tf
 
     generate = patch_stream(data_dir, patch=patch, seed=seed, augment=augment, repeat=repeat,
-                            cache_bytes=cache_bytes)
+                            cache_bytes=cache_bytes, crops_per_image=crops_per_image)
     spec = tf.TensorSpec(shape=(int(patch), int(patch), 3), dtype=tf.float32)
     ds = tf.data.Dataset.from_generator(generate, output_signature=(spec, spec))
     ds = ds.batch(int(batch), drop_remainder=bool(repeat))
