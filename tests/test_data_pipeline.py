@@ -69,7 +69,6 @@ def test_one_epoch_without_repeat(root):
     assert sizes == [2, 1]  # 3 pairs, one crop each, last batch kept
 
 
-@pytest.mark.filterwarnings("ignore:.*alpha channel dropped")
 def test_uncached_sets_take_several_crops_per_decode(root):
     cached = patch_stream(root, patch=8, seed=0, repeat=False)
     assert cached.cached and cached.crops_per_image == 1 and len(list(cached())) == 3
