@@ -162,3 +162,26 @@ def test_single_model_report_has_no_retention_and_no_reference(tmp_path):
     write_report(result, tmp_path / "r", reference=False)
     md = (tmp_path / "r" / "report.md").read_text()
     assert "One model only" in md and "P100" not in md and "sample_1.png" in md and "sample_2.png" not in md
+
+
+def test_conversion_cost_pairs_artifacts_with_their_source_by_sha256():
+    from kd_edge.report import stats
+    from kd_edge.report.evaluate import EvalResult, ModelEntry
+
+    def entry(name, path, manifest):
+        return ModelEntry(name=name, path=path, runtime=None, kind="x", manifest=manifest)
+
+    models = [entry("student", "s.keras", {"sha256": "abc"}),
+              entry("int8", "s.tflite-int8.tflite", {"source_model": {"sha256": "abc", "file": "s.keras"},
+                                                     "parity": {"psnr_db": 41.5}}),
+              entry("other", "o.tflite", {"source_model": {"sha256": "zzz", "file": "s.keras"}})]
+    psnr = {"blurred": np.array([20.0, 21.0]), "student": np.array([25.0, 26.0]), "int8": np.array([24.9, 25.5]),
+            "other": np.array([1.0, 2.0])}
+    ssim = {k: v / 100 for k, v in psnr.items()}
+    result = EvalResult(data_dir=".", split_dir=".", seed=0, tile=None, images=["a", "b"], sizes=[(8, 8)] * 2,
+                        models=models, baselines=[], psnr=psnr, ssim=ssim)
+    cost = stats.conversion_cost(result)
+    assert set(cost) == {"int8"} and cost["int8"]["source"] == "student"
+    assert cost["int8"]["delta_psnr_db_mean"] == pytest.approx(-0.3)
+    assert cost["int8"]["delta_psnr_db_worst"] == pytest.approx(-0.5)
+    assert cost["int8"]["parity_psnr_db"] == 41.5

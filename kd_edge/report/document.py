@@ -150,6 +150,19 @@ def build(result, summary, figures, cost=None, reference=None, csv_name="per_ima
         blocks.append(Block("p", "One model only: pass the teacher and the student (`--names teacher,student`) "
                                  "for retention figures."))
 
+    # 1.5 Conversion cost
+    conversion = summary.get("conversion") or {}
+    if conversion:
+        blocks.append(Block("h", "1.5 What conversion cost", level=3))
+        blocks.append(Block("p", "Each converted artifact against the evaluated model it was converted from (matched by "
+                                 "the sha256 in its manifest): change in PSNR/SSIM against the sharp images, mean and "
+                                 "worst image, and the converter's parity PSNR (artifact output vs source output)."))
+        blocks.append(Block("table", header=["Artifact", "Source", "delta PSNR mean (dB)", "delta PSNR worst (dB)",
+                                             "delta SSIM mean", "delta SSIM worst", "parity PSNR (dB)"],
+                            rows=[[name, c["source"], fmt(c["delta_psnr_db_mean"], 3), fmt(c["delta_psnr_db_worst"], 3),
+                                   fmt(c["delta_ssim_mean"], 4), fmt(c["delta_ssim_worst"], 4),
+                                   fmt(c["parity_psnr_db"], 1)] for name, c in conversion.items()]))
+
     # 2. Cost
     blocks.append(Block("h", "2. Computational cost"))
     if cost is not None:

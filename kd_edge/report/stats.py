@@ -89,6 +89,44 @@ def retention(result, summaries=None):
     return out
 
 
+def conversion_sources(result):
+    """{artifact name: source model name} for evaluated artifacts whose manifest names an evaluated source model
+    (by sha256, else by file name)."""
+    from pathlib import Path
+
+    out = {}
+    for artifact in result.models:
+        source = artifact.manifest.get("source_model")
+        if not isinstance(source, dict):
+            continue
+        for model in result.models:
+            if model is artifact:
+                continue
+            sha = model.manifest.get("sha256")
+            if (source.get("sha256") and sha and source["sha256"] == sha) or (
+                    not source.get("sha256") and source.get("file") == Path(model.path).name):
+                out[artifact.name] = model.name
+                break
+    return out
+
+
+def conversion_cost(result):
+    """What conversion cost each artifact against its evaluated source model: mean and worst per-image change of
+    PSNR and SSIM, and the parity PSNR the converter recorded (artifact vs source output)."""
+    out = {}
+    for artifact, source in conversion_sources(result).items():
+        d_psnr = np.asarray(result.psnr[artifact]) - np.asarray(result.psnr[source])
+        d_ssim = np.asarray(result.ssim[artifact]) - np.asarray(result.ssim[source])
+        parity = next((m.manifest.get("parity") for m in result.models if m.name == artifact), None) or {}
+        out[artifact] = {
+            "source": source,
+            "delta_psnr_db_mean": float(np.nanmean(d_psnr)), "delta_psnr_db_worst": float(np.nanmin(d_psnr)),
+            "delta_ssim_mean": float(np.nanmean(d_ssim)), "delta_ssim_worst": float(np.nanmin(d_ssim)),
+            "parity_psnr_db": parity.get("psnr_db") if isinstance(parity, dict) else None,
+        }
+    return out
+
+
 def _params_of(result, name):
     for m in result.models:
         if m.name == name:
@@ -113,6 +151,7 @@ def summarize(result):
         "columns": summaries,
         "teacher": teacher_name(result),
         "retention": retention(result, summaries),
+        "conversion": conversion_cost(result),
     }
 
 
