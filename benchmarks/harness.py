@@ -217,7 +217,8 @@ def make_result(info, raw, *, threads, size, peak=None):
                               "gzip_bytes", "manifest")}
     r.update(threads=threads, size=size, macs=macs, status=raw.get("status", "failed"), reason=raw.get("reason"))
     for key in ("runtime", "runtime_version", "delegate", "runs", "warmup", "input_dtype", "init_ms",
-                "first_inference_ms", "latency_ms", "mpix_per_s", "runtime_rss_mb", "peak_rss_mb", "rss_delta_mb"):
+                "first_inference_ms", "latency_ms", "mpix_per_s", "runtime_rss_mb", "peak_rss_mb", "rss_delta_mb",
+                "load_avg_1m", "repeat_p50_ms"):
         r[key] = raw.get(key)
     lat = (r.get("latency_ms") or {}).get("p50")
     if r["status"] == "ok" and lat:
@@ -256,10 +257,10 @@ def new_document(*, device_block, host, controller, settings, peak, command=None
 
 
 def bench(artifacts, *, threads=(1,), sizes=(256,), runs=100, warmup=10, device="local", peak=None,
-          command=None, notes=(), echo=None, use_xnnpack=True, **device_options):
+          command=None, notes=(), echo=None, use_xnnpack=True, repeats=1, **device_options):
     """Measure every (artifact, threads, size) in a fresh runner process. Returns a validated bench document."""
-    if runs < 1 or warmup < 0:
-        raise KdEdgeError("--runs must be >= 1 and --warmup >= 0")
+    if runs < 1 or warmup < 0 or repeats < 1:
+        raise KdEdgeError("--runs and --repeats must be >= 1 and --warmup >= 0")
     if not threads or any(t < 1 for t in threads) or not sizes or any(s < 1 for s in sizes):
         raise KdEdgeError("--threads and --size need positive integers")
     infos = [describe_artifact(a) for a in expand_artifacts(artifacts)]
@@ -272,22 +273,43 @@ def bench(artifacts, *, threads=(1,), sizes=(256,), runs=100, warmup=10, device=
                           "benchmark_model": None},
             host=host, controller=dev.controller_facts(),
             settings={"runs": runs, "warmup": warmup, "threads": list(threads), "sizes": list(sizes),
-                      "fresh_process_per_result": True, "use_xnnpack": use_xnnpack, "adb": None},
+                      "fresh_process_per_result": True, "use_xnnpack": use_xnnpack, "repeats": repeats,
+                      "adb": None},
             peak=peak, command=command, notes=notes)
         if dev.kind != "local" and peak is None:
             doc["notes"].append("no roofline peak for the remote host (run `kd-edge bench --peak` there): floors omitted")
-        for info in infos:
+        # Interleaved repeats: round r measures every configuration once, so a burst of other work on the
+        # machine hits all of them alike; each result is the repeat with the median p50.
+        raws = {}
+        for rep in range(repeats):
+            for ai, info in enumerate(infos):
+                for size in sizes:
+                    for t in threads:
+                        raw = dev.measure(info["artifact"], info, threads=t, size=size, runs=runs, warmup=warmup,
+                                          use_xnnpack=use_xnnpack)
+                        raws.setdefault((ai, size, t), []).append(raw)
+                        if echo:
+                            tag = f" [repeat {rep + 1}/{repeats}]" if repeats > 1 else ""
+                            echo(one_line(make_result(info, raw, threads=t, size=size, peak=peak)) + tag)
+        for ai, info in enumerate(infos):
             for size in sizes:
                 for t in threads:
-                    raw = dev.measure(info["artifact"], info, threads=t, size=size, runs=runs, warmup=warmup,
-                                      use_xnnpack=use_xnnpack)
-                    result = make_result(info, raw, threads=t, size=size, peak=peak)
-                    doc["results"].append(result)
-                    if echo:
-                        echo(one_line(result))
+                    raw = _median_raw(raws[(ai, size, t)])
+                    doc["results"].append(make_result(info, raw, threads=t, size=size, peak=peak))
     if any(r["kind"] == "coreml" and r["status"] == "not_run" for r in doc["results"]):
         doc["notes"].append("Core ML artifacts were not run: Core ML predict exists on macOS only")
     return validate(doc)
+
+
+def _median_raw(raws):
+    """The raw measurement whose p50 is the median of the repeats (all repeats' p50 kept in repeat_p50_ms)."""
+    ok = [r for r in raws if r.get("status") == "ok" and r.get("latency_ms")]
+    if not ok:
+        return raws[-1]
+    ok.sort(key=lambda r: r["latency_ms"]["p50"])
+    chosen = dict(ok[(len(ok) - 1) // 2])
+    chosen["repeat_p50_ms"] = [r["latency_ms"]["p50"] for r in ok] if len(raws) > 1 else None
+    return chosen
 
 
 def one_line(r):

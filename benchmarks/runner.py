@@ -374,6 +374,10 @@ def measure(path, *, threads=1, size=256, runs=100, warmup=10, imports=(), use_x
     kind = artifact_kind(path)
     result["kind"] = kind
     try:
+        result["load_avg_1m"] = os.getloadavg()[0]  # other work on the machine skews timings: record it
+    except (AttributeError, OSError):
+        result["load_avg_1m"] = None
+    try:
         engine = make_engine(kind, threads, imports, use_xnnpack)
     except NotRun as exc:
         result.update(status="not_run", reason=str(exc))

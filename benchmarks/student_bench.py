@@ -4,8 +4,8 @@
 
 Without --model it uses the embedded default student when one exists, else builds an untrained ``edge-s`` (latency
 and memory do not depend on the weights; the JSON's notes say which model it was). Steps: ``kd-edge convert
---target all`` (artifacts under ``<out>/artifacts-<stem>/``, not committed), ``kd-edge bench --peak`` when this host
-has no cached peak, then ``kd-edge bench`` on the .keras baseline and every artifact, writing
+--target all`` into ``<out>/work/artifacts-<stem>/`` (git-ignored; skipped when artifacts exist, unless
+--reconvert), ``kd-edge bench --peak`` when this host has no cached peak, then ``kd-edge bench`` on the .keras baseline and every artifact, writing
 ``<out>/<stem>.json``, ``<out>/<stem>.md`` and ``<out>/<stem>-plots/``.
 """
 import argparse
@@ -41,6 +41,8 @@ def main(argv=None):
     ap.add_argument("--runs", default="50")
     ap.add_argument("--warmup", default="5")
     ap.add_argument("--targets", default="all")
+    ap.add_argument("--reconvert", action="store_true", help="convert again even if artifacts exist")
+    ap.add_argument("--repeats", default="3", help="interleaved repeats per configuration (median kept)")
     args = ap.parse_args(argv)
     out = Path(args.out)
     work = out / "work"
@@ -72,7 +74,9 @@ def main(argv=None):
     targets = []
     for t in args.targets.split(","):
         targets += ["-t", t]
-    run("convert", str(model), *targets, "--out", str(arts), "--input-size", args.size, "--force")
+    have = arts.is_dir() and any(p.suffix in (".tflite", ".onnx") for p in arts.iterdir())
+    if args.reconvert or not have:
+        run("convert", str(model), *targets, "--out", str(arts), "--input-size", args.size, "--force")
     from kd_edge.benchmarks import peak
 
     if peak.load_cached() is None:
@@ -80,7 +84,7 @@ def main(argv=None):
     artifacts = [str(model)] + sorted(str(p) for p in arts.iterdir()
                                       if p.suffix in (".tflite", ".onnx", ".mlpackage"))
     run("bench", *artifacts, "--threads", args.threads, "--size", args.size, "--runs", args.runs,
-        "--warmup", args.warmup, "--json", str(out / f"{name}.json"), "--report", str(out / f"{name}.md"),
+        "--warmup", args.warmup, "--repeats", args.repeats, "--json", str(out / f"{name}.json"), "--report", str(out / f"{name}.md"),
         "--plots", str(out / f"{name}-plots"), *[x for n in notes for x in ("--note", n)],
         "--note", f"re-run: .venv/bin/python -m kd_edge.benchmarks.student_bench {' '.join(argv or sys.argv[1:])}".strip())
     return 0

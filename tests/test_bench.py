@@ -180,6 +180,7 @@ def test_roofline_floor_uses_peak_for_threads_and_precision(doc, arts):
     assert res["latency_floor_ms"] == pytest.approx(2 * res["macs"] / 40e9 * 1e3)  # int8, nearest measured <= 2
     assert res["efficiency"] == pytest.approx(res["latency_floor_ms"] / r["latency_ms"]["p50"])
     assert peak.peak_for(pk, 4, "fp32") == 20.0 and peak.peak_for(None, 1, "fp32") is None
+    assert peak.peak_for({"fp32_gflops": {"1": 30.0, "2": 25.0}}, 2, "fp32") == 30.0
 
 
 @pytest.mark.slow
@@ -215,9 +216,12 @@ def test_cli_bench_json_report_plots_and_compare(arts, tmp_path, capsys):
     common = ["--threads", "1", "--size", str(SIZE), "--runs", "8", "--warmup", "2"]
     assert _cli("bench", str(arts["fp32"]), str(arts["int8"]), *common, "--json", str(a),
                 "--report", str(tmp_path / "r.md"), "--plots", str(tmp_path / "p")) == 0
-    assert _cli("bench", str(arts["fp32"]), *common, "--json", str(b), "--note", "second run") == 0
+    assert _cli("bench", str(arts["fp32"]), *common, "--json", str(b), "--note", "second run", "--repeats", "3") == 0
     da, db = schema.read_results(a), schema.read_results(b)
-    assert len(da["results"]) == 2 and db["notes"] == ["second run"]
+    assert len(da["results"]) == 2 and db["notes"] == ["second run"] and len(db["results"]) == 1
+    reps = db["results"][0]["repeat_p50_ms"]
+    assert len(reps) == 3 and reps == sorted(reps) and db["results"][0]["latency_ms"]["p50"] == reps[1]
+    assert db["settings"]["repeats"] == 3 and da["results"][0]["repeat_p50_ms"] is None
     assert "kd-edge bench" in (tmp_path / "r.md").read_text()
     assert (tmp_path / "p" / "latency_by_target.png").is_file()
     capsys.readouterr()

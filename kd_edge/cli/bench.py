@@ -75,6 +75,8 @@ class _BenchCommand(click.Command):
 @click.argument("artifacts", nargs=-1, type=click.Path())
 @click.option("--runs", type=click.IntRange(min=1), default=100, show_default=True, help="Timed runs after warm-up.")
 @click.option("--warmup", type=click.IntRange(min=0), default=10, show_default=True, help="Untimed warm-up runs.")
+@click.option("--repeats", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Interleaved fresh-process repeats of every configuration; keeps the median (local/ssh).")
 @click.option("--threads", default="1,2,4", show_default=True, help="Comma-separated thread counts.")
 @click.option("--size", "sizes", default="256", show_default=True, help="Input size(s) in pixels, comma-separated.")
 @click.option("--device", default="local", show_default=True,
@@ -94,7 +96,7 @@ class _BenchCommand(click.Command):
 @click.option("--no-xnnpack", is_flag=True, help="LiteRT without XNNPACK (local/ssh/adb).")
 @click.option("--use-gpu", is_flag=True, help="adb: LiteRT GPU delegate.")
 @click.option("--fp16", is_flag=True, help="adb: allow fp16 in the GPU delegate (gpu_precision_loss_allowed).")
-def bench(artifacts, runs, warmup, threads, sizes, device, json_out, report_out, plots_dir, peak, notes,
+def bench(artifacts, runs, warmup, repeats, threads, sizes, device, json_out, report_out, plots_dir, peak, notes,
           remote_python, identity, ssh_options, adb_path, benchmark_model, cpu_mask, no_xnnpack, use_gpu, fp16):
     """Benchmark ARTIFACT... (.tflite, .onnx, .keras, .mlpackage, or folders of them): init, first inference,
     latency statistics, MPix/s, peak RSS and its delta over the bare runtime, size, GFLOP/s and the ratio to the
@@ -135,7 +137,7 @@ def bench(artifacts, runs, warmup, threads, sizes, device, json_out, report_out,
 
         doc = run_bench(artifacts, threads=thread_list, sizes=size_list, runs=runs, warmup=warmup, device=device,
                         peak=peak_block, command=command, notes=notes, echo=click.echo, use_xnnpack=not no_xnnpack,
-                        remote_python=remote_python, identity=identity, ssh_options=ssh_options)
+                        repeats=repeats, remote_python=remote_python, identity=identity, ssh_options=ssh_options)
     from kd_edge.benchmarks import report
 
     for line in report.headline_ratios(doc):
