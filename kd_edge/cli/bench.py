@@ -6,7 +6,6 @@
     kd-edge bench compare A.json B.json
 """
 import shlex
-import sys
 from pathlib import Path
 
 import click
@@ -51,6 +50,26 @@ def compare(a, b):
     click.echo(report.compare_text(rows, doc_a, doc_b, a, b), nl=False)
     if not rows:
         raise KdEdgeError(f"{b}: no result matches one in {a} (same artifact, threads and size)")
+
+
+def _command_line(ctx, artifacts):
+    """The command as given (options that differ from their defaults), stored in the JSON to re-run it."""
+    parts = list(artifacts)
+    for param in ctx.command.params:
+        if not isinstance(param, click.Option):
+            continue
+        value = ctx.params.get(param.name)
+        if value in (None, False, ()) or value == param.default:
+            continue
+        flag = max(param.opts, key=len)
+        if param.is_flag:
+            parts.append(flag)
+        elif param.multiple:
+            for v in value:
+                parts += [flag, str(v)]
+        else:
+            parts += [flag, str(value)]
+    return "kd-edge bench " + shlex.join(parts)
 
 
 class _BenchCommand(click.Command):
@@ -106,7 +125,7 @@ def bench(artifacts, runs, warmup, repeats, threads, sizes, device, json_out, re
 
     thread_list = _int_list(threads, "--threads")
     size_list = _int_list(sizes, "--size")
-    command = "kd-edge bench " + shlex.join(sys.argv[2:] if len(sys.argv) > 2 and sys.argv[1] == "bench" else [])
+    command = _command_line(click.get_current_context(), artifacts)
     peak_block = None
     if peak:
         if device != "local":
