@@ -17,18 +17,21 @@ import kd_edge  # noqa: F401  (tf_keras before TensorFlow)
 
 
 def _default_student():
-    try:
-        from kd_edge.models import default_model_path
-    except ImportError:
+    import importlib
+
+    from kd_edge.errors import KdEdgeError
+
+    for module in ("kd_edge.defaults", "kd_edge.models"):
         try:
-            from kd_edge.defaults import default_model_path
-        except ImportError:
+            find = importlib.import_module(module).default_model_path
+        except (ImportError, AttributeError):
+            continue
+        try:
+            path = Path(find("student"))
+        except KdEdgeError:
             return None
-    try:
-        p = Path(default_model_path("student"))
-    except Exception:  # noqa: BLE001 - not shipped yet
-        return None
-    return p if p.exists() else None
+        return path if path.exists() else None
+    return None
 
 
 def main(argv=None):

@@ -26,15 +26,20 @@ def _int_list(text, what):
 
 
 def _default_artifacts():
-    try:
-        from kd_edge.models import default_model_path
-    except ImportError:
-        return None
-    try:
-        path = default_model_path("student")
-    except Exception:  # noqa: BLE001 - the embedded model may not exist yet
-        return None
-    return [str(path)] if path and Path(path).exists() else None
+    """The embedded default student (issue 9), or None when this install has none."""
+    import importlib
+
+    for module in ("kd_edge.defaults", "kd_edge.models"):
+        try:
+            find = importlib.import_module(module).default_model_path
+        except (ImportError, AttributeError):
+            continue
+        try:
+            path = Path(find("student"))
+        except KdEdgeError:
+            return None
+        return [str(path)] if path.exists() else None
+    return None
 
 
 @click.command("compare", context_settings=CTX)
@@ -137,7 +142,7 @@ def bench(artifacts, runs, warmup, repeats, threads, sizes, device, json_out, re
     if not artifacts:
         artifacts = _default_artifacts()
         if not artifacts:
-            raise click.UsageError("give at least one ARTIFACT (or --peak)")
+            raise click.UsageError("give at least one ARTIFACT (or --peak); this install has no embedded default student")
     for a in artifacts:
         if not Path(a).exists():
             raise InputFileError(a, "no such file")
