@@ -30,9 +30,12 @@ COMMANDS = {
     "run": ("kd_edge.cli.run:run", "The whole job on the embedded default model (what `make run` does)."),
 }
 
+# Commands that import TensorFlow: the CLI imports it first with its start-up noise silenced.
+QUIET_TF_COMMANDS = {"models", "train-teacher", "distill", "prune", "quantize", "convert", "deblur", "eval", "run"}
+
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
 
-_state = {"debug": False}
+_state = {"debug": False, "argv": []}
 
 
 class LazyGroup(click.Group):
@@ -88,16 +91,23 @@ def configure_logging(verbose: bool):
 @click.version_option(__version__, "--version", prog_name="kd-edge")
 @click.option("-v", "--verbose", is_flag=True, help="Show TensorFlow and converter logs.")
 @click.option("--debug", is_flag=True, help="Show the full traceback on errors.")
-def cli(verbose, debug):
+@click.pass_context
+def cli(ctx, verbose, debug):
     """kd-edge: from a deblurring model to a phone, with proof of what it costs and keeps."""
     _state["debug"] = debug
     configure_logging(verbose)
+    wants_help = any(arg in ("-h", "--help") for arg in _state["argv"])
+    if not verbose and not wants_help and ctx.invoked_subcommand in QUIET_TF_COMMANDS:
+        from kd_edge.quiet_import import import_tensorflow_quietly
+
+        import_tensorflow_quietly()
 
 
 def main(argv=None):
     """Console entry point. Turns errors into one line and the documented exit codes."""
     argv = sys.argv[1:] if argv is None else list(argv)
     _state["debug"] = "--debug" in argv
+    _state["argv"] = argv
     try:
         rv = cli.main(args=argv, prog_name="kd-edge", standalone_mode=False)
     except click.exceptions.Exit as exc:
