@@ -26,12 +26,19 @@ def markdown(doc):
         f"# kd-edge bench ({doc['created_utc']})", "",
         f"- Measured on: {where}: {describe(host)}",
         f"- Settings: {s['runs']} runs after {s['warmup']} warm-up, threads {s['threads']}, sizes {s['sizes']}; "
-        "each result in a fresh process",
+        "each result in a fresh process" + (f", {s['repeats']} interleaved repeats (the median p50 is kept)"
+                                            if s.get("repeats", 1) > 1 else ""),
         f"- P100 reference ({ref['device']}, {ref['input']['height']}x{ref['input']['width']}): "
         + ", ".join(f"{n} {m['latency_ms']} ms / {m['memory_mb'] / 1000:.1f} GB" for n, m in ref["models"].items())
         + ". Ratios are measured / P100 (latency scaled per pixel to 256x256 where the size differs; memory compares "
           "our peak host RSS with the report's memory footprint).",
     ]
+    loads = [r["load_avg_1m"] for r in doc["results"] if r.get("load_avg_1m") is not None]
+    if loads:
+        cores = host.get("cores_available") or host.get("cores_logical")
+        lines.append(f"- Load average (1 min) when the measurements started: {min(loads):.1f} to {max(loads):.1f} "
+                     f"on {cores} cores" + (" (a busy machine: absolute timings are pessimistic, ratios within one run "
+                                             "are the reliable part)" if cores and max(loads) > cores else ""))
     peak = doc.get("peak")
     if peak:
         fp = ", ".join(f"{t} thr {v:.0f}" for t, v in sorted(peak["fp32_gflops"].items(), key=lambda kv: int(kv[0])))
