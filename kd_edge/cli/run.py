@@ -1,0 +1,130 @@
+"""``kd-edge run``: the whole job on the embedded default models (what ``make run`` does).
+
+Each step is the public command a user would type, run as its own process (``python -m kd_edge ...``) so that
+memory figures stay clean and every step can be repeated by hand from the printed command line.
+"""
+import json
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from kd_edge.errors import KdEdgeError
+
+SAMPLES = Path(__file__).resolve().parents[1] / "samples"
+HD_SAMPLE = SAMPLES / "hd_sample_blur.png"
+HD_SHARP = SAMPLES / "hd_sample_sharp.png"
+# The held-out evaluation set: same blur model as the default models' training set (kd_edge/weights/MODEL_CARD.md),
+# another seed, so no image is shared with training.
+EVAL_SYNTH = ["--count", "32", "--size", "256", "--seed", "2026", "--test-fraction", "0.75",
+              "--defocus", "1.0", "--noise", "0.01"]
+DEBLUR_TARGETS = ("tflite-fp16", "tflite-int8")
+EVAL_TARGETS = ("tflite-fp16", "tflite-int8", "onnx-int8")
+
+
+def _kd_edge(*args):
+    return [sys.executable, "-m", "kd_edge", *map(str, args)]
+
+
+def _shown(argv):
+    return "kd-edge " + " ".join(shlex.quote(a) for a in argv[3:])
+
+
+class _Steps:
+    def __init__(self, total):
+        self.total = total
+        self.done = []
+
+    def run(self, title, argv):
+        index = len(self.done) + 1
+        click.secho(f"\n[{index}/{self.total}] {title}", bold=True)
+        click.echo(f"  $ {_shown(argv)}")
+        start = time.perf_counter()
+        code = subprocess.call(argv)
+        seconds = time.perf_counter() - start
+        self.done.append({"step": title, "command": _shown(argv), "exit_code": code, "seconds": round(seconds, 1)})
+        if code != 0:
+            raise KdEdgeError(f"step {index} ({title}) failed with exit code {code}; the command was: {_shown(argv)}")
+        click.echo(f"  done in {seconds:.1f} s")
+
+
+def _artifact(artifacts_dir, stem, target):
+    matches = sorted(Path(artifacts_dir).glob(f"{stem}.{target}.*"))
+    matches = [m for m in matches if m.suffix != ".json"]
+    if not matches:
+        raise KdEdgeError(f"{artifacts_dir}: no {target} artifact of {stem} was written")
+    return matches[0]
+
+
+def _hd_psnr(deblurred):
+    from kd_edge.images import read_image
+    from kd_edge.metrics import psnr
+
+    sharp = read_image(HD_SHARP).rgb
+    return psnr(read_image(deblurred).rgb, sharp), psnr(read_image(HD_SAMPLE).rgb, sharp)
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/make-run"),
+              show_default=True, help="Folder for every output; a previous run's outputs in it are replaced.")
+@click.option("--model", "student", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Student .keras model (default: the embedded default student).")
+@click.option("--teacher", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Teacher .keras model for the report (default: the embedded default teacher).")
+@click.option("--threads", default="1,2", show_default=True, help="Thread counts to benchmark.")
+@click.option("--runs", type=click.IntRange(min=1), default=30, show_default=True,
+              help="Timed runs per benchmark configuration.")
+def run(out, student, teacher, threads, runs):
+    """Convert the default student to every target (parity-gated), benchmark them here against the P100
+    reference, deblur the bundled 1280x720 sample with tiling, and write the evaluation report.
+
+    Example: kd-edge run --out runs/make-run
+    """
+    from kd_edge.defaults import default_model_path
+
+    student = student or default_model_path("student")
+    teacher = teacher or default_model_path("teacher")
+    out.mkdir(parents=True, exist_ok=True)
+    artifacts, bench, deblurred = out / "artifacts", out / "bench", out / "deblurred"
+    report, eval_data = out / "report", out / "eval-data"
+    stem = student.name[: -len(".keras")] if student.name.endswith(".keras") else student.stem
+    started = time.perf_counter()
+    steps = _Steps(total=4 + len(DEBLUR_TARGETS))
+
+    steps.run("Convert the student to every target, each gated on parity with Keras",
+              _kd_edge("convert", student, "--target", "all", "--input-size", 256, "--out", artifacts,
+                       "--force", "--json", artifacts / "convert.json"))
+    steps.run("Benchmark every runnable artifact and the Keras models on this host (P100 reference beside)",
+              _kd_edge("bench", artifacts, student, teacher, "--threads", threads, "--runs", runs, "--warmup", 5,
+                       "--json", bench / "bench.json", "--report", bench / "bench.md", "--plots", bench))
+    hd = {}
+    for target in DEBLUR_TARGETS:
+        model = _artifact(artifacts, stem, target)
+        steps.run(f"Deblur the bundled 1280x720 sample with tiles of the fixed-size {target} model",
+                  _kd_edge("deblur", HD_SAMPLE, "--model", model, "--out", deblurred / target, "--force",
+                           "--json", deblurred / f"{target}.json"))
+        hd[target] = deblurred / target / HD_SAMPLE.name
+    steps.run("Synthesise the held-out evaluation set (a seed unseen in training)",
+              _kd_edge("data", "synth", eval_data, *EVAL_SYNTH, "--force"))
+    models = [teacher, student] + [_artifact(artifacts, stem, t) for t in EVAL_TARGETS]
+    names = ["teacher", "student", *EVAL_TARGETS]
+    steps.run("Evaluate teacher, student and its converted artifacts; write the report",
+              _kd_edge("eval", "--data", eval_data, *models, "--names", ",".join(names),
+                       "--bench", bench / "bench.json", "--out", report, "--force"))
+
+    summary = {"student": str(student), "teacher": str(teacher), "steps": steps.done,
+               "seconds": round(time.perf_counter() - started, 1), "hd_sample": {}}
+    click.secho("\nkd-edge run: done", bold=True)
+    for target, path in hd.items():
+        model_db, blurred_db = _hd_psnr(path)
+        summary["hd_sample"][target] = {"output": str(path), "psnr_db": model_db, "blurred_psnr_db": blurred_db}
+        click.echo(f"  HD sample, {target}: {model_db:.2f} dB vs sharp (blurred input {blurred_db:.2f} dB) -> {path}")
+    (out / "run.json").write_text(json.dumps(summary, indent=2) + "\n")
+    for label, path in (("artifacts + manifests", artifacts), ("benchmark", bench / "bench.md"),
+                        ("deblurred HD sample", deblurred), ("evaluation report", report / "report.html"),
+                        ("this run's summary", out / "run.json")):
+        click.echo(f"  {label:<22} {path}")
+    click.echo(f"  total {summary['seconds']:.0f} s")
