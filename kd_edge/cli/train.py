@@ -156,7 +156,20 @@ def _run(opts, *, method, student_arch, teacher_path=None, use_teacher=True, w_k
             teacher_info = {"path": str(teacher_path), "sha256": manifest.get("sha256"), "arch": manifest.get("arch"),
                             "params": manifest.get("params")}
     command = "kd-edge " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    result = train(
+    try:
+        result = _train(train, student, teacher, root, out, weights, strategy, opts, method=method,
+                        student_arch=student_arch, command=command, teacher_info=teacher_info)
+    except KeyboardInterrupt:
+        # click would turn it into "Aborted!" (exit 1); the checkpoint is saved: exit 130 like a shell
+        click.echo("kd-edge: interrupted (checkpoint saved; rerun the same command to resume)", err=True)
+        raise click.exceptions.Exit(130) from None
+    click.echo(f"wrote {result} (+ {result.name}.json); training log {out / 'train.json'}, TensorBoard {out / 'tb'}")
+    return 0
+
+
+def _train(train, student, teacher, root, out, weights, strategy, opts, *, method, student_arch, command,
+           teacher_info):
+    return train(
         student, teacher=teacher, data=root, data_spec=opts["data"], out=out, steps=opts["steps"],
         batch=opts["batch"], patch=opts["patch"], seed=opts["seed"], weights=weights, lr=opts["lr"],
         lr_schedule=opts["lr_schedule"], warmup=opts["warmup"], clipnorm=opts["clipnorm"],
@@ -165,10 +178,9 @@ def _run(opts, *, method, student_arch, teacher_path=None, use_teacher=True, w_k
         arch=student_arch, progress=not opts["no_progress"], command=command, method=method,
         teacher_info=teacher_info,
         debug_nan_at_step=opts["debug_nan_at_step"],
-        max_seconds=opts["time_budget"] * 60.0 if opts["time_budget"] else None, run_info={"method": method, "arch": student_arch},
+        max_seconds=opts["time_budget"] * 60.0 if opts["time_budget"] else None,
+        run_info={"method": method, "arch": student_arch},
     )
-    click.echo(f"wrote {result} (+ {result.name}.json); training log {out / 'train.json'}, TensorBoard {out / 'tb'}")
-    return 0
 
 
 def resolve_teacher(path):

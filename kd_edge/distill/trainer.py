@@ -309,7 +309,7 @@ def train(student, *, teacher=None, data, out, steps, batch=8, patch=128, seed=0
                     with writer.as_default(step=step):
                         for k, v in logs.items():
                             summaries.scalar(f"train/{k}", v)
-                        summaries.scalar("train/lr", float(_current_lr(optimizer)))
+                        summaries.scalar("train/lr", _current_lr(optimizer))
                         summaries.scalar("train/steps_per_s", rate)
                     distiller.reset_metrics()
                 if bar is not None:
@@ -407,8 +407,8 @@ class _NonFinite(Exception):
 def _current_lr(optimizer):
     rate = optimizer.learning_rate
     if isinstance(rate, keras.optimizers.schedules.LearningRateSchedule):
-        return rate(optimizer.iterations)
-    return rate
+        rate = rate(optimizer.iterations)
+    return float(tf.convert_to_tensor(rate).numpy())  # also for distributed (Mirrored) variables
 
 
 def _validate(student, val_set, writer, step, logs):
