@@ -87,6 +87,27 @@ def _graph_macs(graph):
     return total
 
 
+def _with_input_size(model, height, width, channels):
+    """The same architecture (fresh weights) with a (height, width) input: a fixed-size model at another size."""
+    import tf_keras as keras
+
+    from kd_edge.models.layers import custom_objects
+
+    config = model.get_config()
+    for layer in config.get("layers", []):
+        if layer.get("class_name") == "InputLayer":
+            layer["config"]["batch_input_shape"] = [None, height, width, channels]
+    try:
+        return keras.Model.from_config(config, custom_objects=custom_objects())
+    except Exception:  # noqa: BLE001 - tfmot-wrapped models deserialise only in their scopes
+        import tensorflow_model_optimization as tfmot
+
+        from kd_edge.models.quantize_support import quantize_scope
+
+        with tfmot.sparsity.keras.prune_scope(), quantize_scope():
+            return keras.Model.from_config(config, custom_objects=custom_objects())
+
+
 def count_macs(model, height=256, width=256) -> int:
     """Multiply-accumulates of the conv-like layers for one ``height x width`` image (see module doc)."""
     import tensorflow as tf
@@ -94,9 +115,7 @@ def count_macs(model, height=256, width=256) -> int:
     channels = model.inputs[0].shape[-1] or 3
     fixed = model.inputs[0].shape[1:3]
     if all(d is not None for d in fixed) and tuple(fixed) != (height, width):
-        # a fixed-size model: count at its own size and scale (conv MACs are linear in the pixel count)
-        macs = count_macs(model, int(fixed[0]), int(fixed[1]))
-        return int(round(macs * (height * width) / (int(fixed[0]) * int(fixed[1]))))
+        model = _with_input_size(model, height, width, channels)
 
     @tf.function
     def forward(x):

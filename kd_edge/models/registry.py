@@ -154,6 +154,22 @@ def build(name, **overrides):
     record = dict(config)
     if input_size is not None:
         record["input_size"] = list(input_size)
-    model.kd_edge_arch = name
-    model.kd_edge_config = record
+    attach_config(model, name, record)
     return model
+
+
+def attach_config(model, arch, config):
+    """Set ``model.kd_edge_arch`` / ``model.kd_edge_config`` without Keras tracking them (plain dict/list)."""
+    object.__setattr__(model, "kd_edge_arch", arch)
+    object.__setattr__(model, "kd_edge_config", plain(config))
+
+
+def plain(value):
+    """A JSON-ready deep copy: Keras' tracked Dict/ListWrappers and tuples become dicts and lists."""
+    from collections.abc import Mapping
+
+    if isinstance(value, Mapping):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    return value

@@ -69,13 +69,16 @@ def save_model(model, path, *, arch=None, config=None, lineage=None, extra=None)
     path = Path(path)
     if path.suffix != ".keras":
         raise KdEdgeError(f"{path}: a model file must end in .keras")
+    from kd_edge.models.registry import attach_config, plain
+
     arch = arch if arch is not None else getattr(model, "kd_edge_arch", None)
-    config = config if config is not None else getattr(model, "kd_edge_config", None)
+    config = plain(config if config is not None else getattr(model, "kd_edge_config", None))
     if lineage is None:
         lineage = []
     elif isinstance(lineage, dict):
         lineage = [lineage]
-    extra = dict(extra or {})
+    lineage = plain(lineage)
+    extra = plain(dict(extra or {}))
     clash = sorted(set(extra) & set(CORE_KEYS))
     if clash:
         raise KdEdgeError(f"save_model: extra may not replace manifest keys {', '.join(clash)}")
@@ -117,6 +120,7 @@ def save_model(model, path, *, arch=None, config=None, lineage=None, extra=None)
     }
     manifest.update(extra)
     write_json(manifest_path(path), manifest)
+    attach_config(model, arch, config)
     return manifest
 
 
@@ -200,6 +204,7 @@ def load_model(path, *, verify=True):
             "sha256": sha256_file(path),
             "lineage": [],
         }
-    model.kd_edge_arch = manifest.get("arch")
-    model.kd_edge_config = manifest.get("config")
+    from kd_edge.models.registry import attach_config
+
+    attach_config(model, manifest.get("arch"), manifest.get("config"))
     return model, manifest
