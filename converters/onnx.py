@@ -3,6 +3,7 @@ int8 (static QDQ quantization calibrated through onnxruntime.quantization).
 
 Input ``[1, H, W, 3]`` named ``input`` (NHWC, as the Keras model); dynamic: ``[N, H, W, 3]`` all symbolic.
 """
+import logging
 from collections import Counter
 
 from kd_edge.converters.registry import Target, register
@@ -11,6 +12,18 @@ OPSET = 17
 
 
 def _fp32_model(source, options):
+    """The tf2onnx fp32 ModelProto, converted once per source and input size (fp16/int8 start from it)."""
+    import onnx
+
+    key = ("onnx-fp32", options["input_size"])
+    if key not in source._fixed:
+        source._fixed[key] = _tf2onnx(source, options).SerializeToString()
+    proto = onnx.ModelProto()
+    proto.ParseFromString(source._fixed[key])
+    return proto
+
+
+def _tf2onnx(source, options):
     import tensorflow as tf
     import tf2onnx
 
@@ -66,8 +79,14 @@ def convert_int8(source, path, options):
     fp32_path = path.with_name(path.name + ".fp32.onnx")
     try:
         _save(_fp32_model(source, options), fp32_path)
-        quantize_static(str(fp32_path), str(path), Reader(), quant_format=QuantFormat.QDQ,
-                        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, per_channel=True)
+        root = logging.getLogger()
+        level = root.level
+        root.setLevel(logging.ERROR)  # quantize_static logs a generic "consider pre-processing" hint on root
+        try:
+            quantize_static(str(fp32_path), str(path), Reader(), quant_format=QuantFormat.QDQ,
+                            activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, per_channel=True)
+        finally:
+            root.setLevel(level)
     finally:
         if fp32_path.exists():
             fp32_path.unlink()

@@ -3,6 +3,7 @@ publish the artifact and its manifest by rename. A failed target leaves nothing 
 import datetime as _dt
 import os
 import shutil
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,7 @@ class ConversionResult:
     manifest_path: Path | None
     manifest: dict
     passed: bool | None          # None: parity not measurable here (Core ML off macOS)
+    seconds: float = 0.0
 
     def summary(self) -> str:
         parity = self.manifest.get("parity", {})
@@ -44,7 +46,7 @@ class ConversionResult:
         where = self.artifact if self.artifact else "(not written)"
         size = self.manifest.get("file_size")
         size_txt = f"{size / 1024:.1f} KiB" if size else ""
-        return f"{self.target:15s} {gate}  {size_txt}  {where}"
+        return f"{self.target:15s} {gate}  {size_txt}  {where}  [{self.seconds:.1f} s]"
 
 
 def resolve_targets(names):
@@ -238,7 +240,9 @@ def convert(model_path, targets, out_dir, *, input_size=DEFAULT_INPUT_SIZE, cali
     results = []
     for t in chosen:
         log(f"converting {source.path.name} -> {t.name} ...")
+        start = time.perf_counter()
         result = convert_one(t, source, out_dir, size, options)
+        result.seconds = time.perf_counter() - start
         log("  " + result.summary())
         results.append(result)
     failed = [r for r in results if r.passed is False]

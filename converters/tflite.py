@@ -15,7 +15,7 @@ def _converter(source, options):
     import tensorflow as tf
 
     fn = source.concrete_function(options["input_size"])
-    return tf.lite.TFLiteConverter.from_concrete_functions([fn], source.model)
+    return tf.lite.TFLiteConverter.from_concrete_functions([fn], source.trackable())
 
 
 def _write(converter, path):

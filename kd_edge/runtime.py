@@ -108,6 +108,13 @@ class TFLiteRuntime(Runtime):
         Interpreter = litert_interpreter()
         try:
             self.interpreter = Interpreter(model_path=str(path), num_threads=threads)
+            detail = self.interpreter.get_input_details()[0]
+            sig = [int(v) for v in detail.get("shape_signature", detail["shape"])]
+            if sig[1] < 0 or sig[2] < 0:
+                # dynamic H x W: the placeholder shape is 1x1, which a strided model cannot even plan for;
+                # allocate at the recommended tile size instead (predict resizes to each input's shape)
+                side = int((self.manifest.get("tiling") or {}).get("tile", 256))
+                self.interpreter.resize_tensor_input(detail["index"], [1, side, side, 3], strict=False)
             self.interpreter.allocate_tensors()
         except Exception as exc:  # noqa: BLE001
             raise InputFileError(path, f"LiteRT cannot load it ({exc})") from exc

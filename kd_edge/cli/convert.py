@@ -11,9 +11,9 @@ CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 
 
 
 def _target_names():
-    from kd_edge.converters import TARGETS
+    from kd_edge.converters.registry import targets
 
-    return TARGETS
+    return tuple(targets())
 
 
 def _check_targets(ctx, param, values):
