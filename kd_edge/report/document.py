@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 
 from kd_edge import __version__
 from kd_edge.report import baselines as classical
-from kd_edge.report import stats
 from kd_edge.report.evaluate import BLURRED
 
 
