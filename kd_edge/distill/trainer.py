@@ -235,6 +235,10 @@ def train(student, *, teacher=None, data, out, steps, batch=8, patch=128, seed=0
     iterator = iter(strategy.experimental_distribute_dataset(ds))
 
     stride = model_stride_of(student)
+    if teacher is not None:
+        stride = math.lcm(stride, model_stride_of(teacher))
+    if int(patch) % stride:
+        raise KdEdgeError(f"--patch {patch} is not a multiple of the model stride {stride} (student and teacher)")
     val_set = load_validation_set(root, count=val_count, crop=val_crop, stride=stride) if chief else []
     writer = tf.summary.create_file_writer(str(out / "tb")) if chief else tf.summary.create_noop_writer()
 
