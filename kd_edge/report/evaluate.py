@@ -263,32 +263,34 @@ def evaluate(data_dir, model_paths, *, names=None, limit=None, baselines=True, t
     kept, sizes = [], []
 
     bar = tqdm(pairs, desc="eval", unit="img", disable=not progress, dynamic_ncols=True, leave=False)
-    for i, (name, blur_path, sharp_path) in enumerate(bar):
-        bar.set_postfix_str(name, refresh=False)
-        blur, sharp = _read_pair(blur_path, sharp_path)
-        sizes.append(blur.shape[:2])
-        outputs = {BLURRED: blur}
-        kernel_file = kernels.get(name)
-        if baseline_names and kernel_file is not None:
-            kernel = classical.load_kernel(kernel_file)
-            for bname in baseline_names:
-                outputs[bname] = classical.restore(bname, blur, kernel)
-        for entry in entries:
-            try:
-                outputs[entry.name] = restore_image(entry, blur, tile=tile)
-            except KdEdgeError as exc:
-                raise KdEdgeError(f"model {entry.name!r} ({entry.path}) failed on {blur_path}: {exc}") from exc
-            except Exception as exc:  # noqa: BLE001 - any runtime failure becomes one line naming model and image
-                raise KdEdgeError(f"model {entry.name!r} ({entry.path}) failed on {blur_path}: "
-                                  f"{type(exc).__name__}: {_first_line(exc)}") from exc
-        for column, image in outputs.items():
-            psnr[column][i] = metrics.psnr(image, sharp)
-            ssim[column][i] = metrics.ssim(image, sharp)
-        if i in chosen:
-            crop = centre_crop_box(blur.shape[0], blur.shape[1], chosen[i])
-            kept.append(Sample(name=name, blur=blur, sharp=sharp,
-                               outputs={k: v for k, v in outputs.items() if k != BLURRED}, crop=crop))
-    bar.close()
+    try:
+        for i, (name, blur_path, sharp_path) in enumerate(bar):
+            bar.set_postfix_str(name, refresh=False)
+            blur, sharp = _read_pair(blur_path, sharp_path)
+            sizes.append(blur.shape[:2])
+            outputs = {BLURRED: blur}
+            kernel_file = kernels.get(name)
+            if baseline_names and kernel_file is not None:
+                kernel = classical.load_kernel(kernel_file)
+                for bname in baseline_names:
+                    outputs[bname] = classical.restore(bname, blur, kernel)
+            for entry in entries:
+                try:
+                    outputs[entry.name] = restore_image(entry, blur, tile=tile)
+                except KdEdgeError as exc:
+                    raise KdEdgeError(f"model {entry.name!r} ({entry.path}) failed on {blur_path}: {exc}") from exc
+                except Exception as exc:  # noqa: BLE001 - any runtime failure becomes one line naming model and image
+                    raise KdEdgeError(f"model {entry.name!r} ({entry.path}) failed on {blur_path}: "
+                                      f"{type(exc).__name__}: {_first_line(exc)}") from exc
+            for column, image in outputs.items():
+                psnr[column][i] = metrics.psnr(image, sharp)
+                ssim[column][i] = metrics.ssim(image, sharp)
+            if i in chosen:
+                crop = centre_crop_box(blur.shape[0], blur.shape[1], chosen[i])
+                kept.append(Sample(name=name, blur=blur, sharp=sharp,
+                                   outputs={k: v for k, v in outputs.items() if k != BLURRED}, crop=crop))
+    finally:
+        bar.close()  # clears the bar, also when a model fails, so the error is a line of its own
 
     for entry in entries:
         entry.runtime = None  # release the models; the result keeps only what the report shows
