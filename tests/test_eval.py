@@ -263,3 +263,22 @@ def test_real_shared_pairs(shared_dir, setup, tmp_path):
     np.testing.assert_allclose(res.psnr["identity"], res.psnr["blurred"], atol=1e-4)
     written = write_report(res, tmp_path / "real")
     assert (tmp_path / "real" / "sample_1.png").is_file() and "report.html" in written
+
+
+def test_align_scores_a_shifted_pair_at_its_best_shift(setup, tmp_path):
+    """A 'blurred' image that is the sharp one shifted by (2, -1) px scores 100 dB with --align 3, not without."""
+    from kd_edge.report.evaluate import align_to, evaluate
+
+    rng = np.random.default_rng(0)
+    sharp = rng.random((40, 48, 3)).astype(np.float32)
+    shifted = np.roll(sharp, (2, -1), axis=(0, 1))
+    _save_png(tmp_path / "s" / "sharp" / "a.png", sharp)
+    _save_png(tmp_path / "s" / "blur" / "a.png", shifted)
+    res = evaluate(tmp_path / "s", [setup["paths"]["identity"]], align=3, samples=0, progress=False)
+    assert res.psnr["blurred"][0] == metrics.MAX_PSNR_DB and res.ssim["identity"][0] == pytest.approx(1.0)
+    res = evaluate(tmp_path / "s", [setup["paths"]["identity"]], samples=0, progress=False)
+    assert res.psnr["blurred"][0] < 15
+    a, b = align_to(shifted, sharp, 3)
+    assert a.shape == b.shape == (34, 42, 3) and np.array_equal(a, b)
+    with pytest.raises(KdEdgeError, match="--align 30"):
+        align_to(shifted, sharp, 30)

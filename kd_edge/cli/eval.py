@@ -11,7 +11,7 @@ from kd_edge.errors import KdEdgeError
 
 
 @click.command("eval", context_settings={"help_option_names": ["-h", "--help"]})
-@click.argument("models", nargs=-1, type=click.Path(path_type=Path))
+@click.argument("models", nargs=-1, metavar="[MODEL]...", type=click.Path(path_type=Path))
 @click.option("--data", "data_dir", required=True, type=click.Path(path_type=Path),
               help="DBlur-layout folder: DIR/blur + DIR/sharp, or a dataset root with test/.")
 @click.option("--names", default=None, help="Comma-separated display names, one per MODEL (e.g. teacher,student). "
@@ -29,10 +29,13 @@ from kd_edge.errors import KdEdgeError
 @click.option("--tile", default=None, type=click.IntRange(0),
               help="Tile size for dynamic models (0 or unset: whole image padded to the stride). Fixed-size "
                    "artifacts are always tiled at their own size.")
+@click.option("--align", default=0, show_default=True, type=click.IntRange(0, 16),
+              help="Score each output at its best integer shift within +-N px, N-px borders cropped (the Levin et al. "
+                   "protocol for off-centre kernels, e.g. N=7 for levin09_gray).")
 @click.option("--threads", default=None, type=click.IntRange(1), help="Threads for LiteRT / ONNX Runtime.")
 @click.option("--no-reference", is_flag=True, help="Leave out the P100/Helen reference section.")
 @click.option("--force", is_flag=True, help="Replace a report already in --out.")
-def evaluate(models, data_dir, names, bench_path, out_dir, seed, samples, limit, baselines, tile, threads,
+def evaluate(models, data_dir, names, bench_path, out_dir, seed, samples, limit, baselines, tile, align, threads,
              no_reference, force):
     """Evaluate MODEL... (Keras .keras, .tflite, .onnx, .mlpackage) on the test pairs of --data and write a report.
 
@@ -40,8 +43,9 @@ def evaluate(models, data_dir, names, bench_path, out_dir, seed, samples, limit,
 
     \b
     Example:
-      kd-edge eval --data data/synth teacher.keras student.keras out/student.int8.tflite \\
-          --names teacher,student,student-int8 --bench bench.json --out report/
+      kd-edge eval --data data/synth teacher.keras student.keras \\
+          export/student.tflite-int8.tflite --names teacher,student,student-int8 \\
+          --bench bench.json --out report/
     """
     from kd_edge.report.evaluate import evaluate as run_evaluation
     from kd_edge.report.evaluate import parse_names, resolve_split
@@ -64,7 +68,7 @@ def evaluate(models, data_dir, names, bench_path, out_dir, seed, samples, limit,
         warnings.showwarning = _one_line_warning  # e.g. an artifact without a manifest loads unverified
         result = run_evaluation(data_dir, [str(m) for m in models], names=name_list, limit=limit,
                                 baselines=baselines, tile=tile or None, seed=seed, samples=samples, threads=threads,
-                                progress=True)
+                                progress=True, align=align)
         written = write_report(result, out_dir, bench_path=bench_path, reference=not no_reference)
     _print_summary(result, out_dir, written)
 

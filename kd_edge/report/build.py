@@ -66,6 +66,7 @@ def write_report(result, out_dir, *, bench_path=None, reference=True):
         "data": result.split_dir,
         "seed": result.seed,
         "tile": result.tile,
+        "align": getattr(result, "align", 0),
         "images": result.images,
         "models": [{"name": m.name, "path": m.path, "kind": m.kind, "params": m.params, "file_bytes": m.file_bytes}
                    for m in result.models],

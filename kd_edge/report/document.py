@@ -217,6 +217,9 @@ def build(result, summary, figures, cost=None, reference=None, csv_name="per_ima
         "clipped to [0, 1] before scoring.",
         "The blurred input scored against the sharp image is the floor every model must beat.",
     ]
+    if getattr(result, "align", 0):
+        method.append(f"Scores at the best integer alignment within +-{result.align} px (minimum MSE), "
+                      f"{result.align} px borders cropped (Levin et al. protocol for off-centre kernels).")
     for name in result.baselines:
         method.append(f"Baseline {name}: {classical.describe(name)} (the synthetic set's recorded kernel: an upper "
                       "bound for non-blind classical deconvolution).")

@@ -59,6 +59,7 @@ class EvalResult:
     ssim: dict
     samples: list = field(default_factory=list)
     notes: list = field(default_factory=list)
+    align: int = 0               # shift search radius used for scoring (0: none)
 
     @property
     def columns(self):
@@ -226,11 +227,33 @@ def centre_crop_box(height, width, crop):
     return (height - size) // 2, (width - size) // 2, size
 
 
+def align_to(image, sharp, radius):
+    """(image crop, sharp crop) at the integer shift within +-``radius`` px that minimises the MSE; both crops
+    drop ``radius`` px on every side. radius 0 returns the arrays unchanged. The protocol of the Levin et al.
+    benchmark, whose kernels are off-centre."""
+    radius = int(radius or 0)
+    if radius <= 0:
+        return image, sharp
+    height, width = sharp.shape[:2]
+    if height <= 2 * radius or width <= 2 * radius:
+        raise KdEdgeError(f"--align {radius} needs images larger than {2 * radius} px (got {width}x{height})")
+    ref = sharp[radius: height - radius, radius: width - radius]
+    best, best_mse = None, np.inf
+    for dy in range(-radius, radius + 1):
+        for dx in range(-radius, radius + 1):
+            crop = image[radius + dy: height - radius + dy, radius + dx: width - radius + dx]
+            mse = float(np.mean((crop.astype(np.float64) - ref) ** 2))
+            if mse < best_mse:
+                best, best_mse = crop, mse
+    return best, ref
+
+
 def evaluate(data_dir, model_paths, *, names=None, limit=None, baselines=True, tile=None, seed=0,
-             samples=DEFAULT_SAMPLES, threads=None, progress=True, models=None) -> EvalResult:
+             samples=DEFAULT_SAMPLES, threads=None, progress=True, models=None, align=0) -> EvalResult:
     """Score every model (and the blurred floor, and the baselines where kernels exist) on every image.
 
-    ``models`` may pass already loaded ModelEntry objects instead of ``model_paths``.
+    ``models`` may pass already loaded ModelEntry objects instead of ``model_paths``. ``align`` > 0 scores each
+    output at its best integer alignment within +-align px (see align_to).
     """
     from tqdm import tqdm
 
@@ -283,8 +306,9 @@ def evaluate(data_dir, model_paths, *, names=None, limit=None, baselines=True, t
                     raise KdEdgeError(f"model {entry.name!r} ({entry.path}) failed on {blur_path}: "
                                       f"{type(exc).__name__}: {_first_line(exc)}") from exc
             for column, image in outputs.items():
-                psnr[column][i] = metrics.psnr(image, sharp)
-                ssim[column][i] = metrics.ssim(image, sharp)
+                scored, reference = align_to(image, sharp, align)
+                psnr[column][i] = metrics.psnr(scored, reference)
+                ssim[column][i] = metrics.ssim(scored, reference)
             if i in chosen:
                 crop = centre_crop_box(blur.shape[0], blur.shape[1], chosen[i])
                 kept.append(Sample(name=name, blur=blur, sharp=sharp,
@@ -296,7 +320,7 @@ def evaluate(data_dir, model_paths, *, names=None, limit=None, baselines=True, t
         entry.runtime = None  # release the models; the result keeps only what the report shows
     return EvalResult(data_dir=str(data_dir), split_dir=str(split_dir), seed=int(seed), tile=tile,
                       images=[p[0] for p in pairs], sizes=sizes, models=list(entries), baselines=baseline_names,
-                      psnr=psnr, ssim=ssim, samples=kept, notes=notes)
+                      psnr=psnr, ssim=ssim, samples=kept, notes=notes, align=int(align or 0))
 
 
 def _first_line(exc):
