@@ -163,7 +163,7 @@ def quantize(model, check_only, qat, ptq, steps, out, teacher, data, batch, patc
         preserve = {"auto": "auto", "yes": True, "no": False}[preserve_sparsity]
         report = runs.run_qat(model, out, steps=steps, teacher=teacher, data=data, batch=batch, patch=patch,
                               seed=seed, lr=lr, force=force, preserve_sparsity=preserve, calib=calib,
-                              calib_count=calib_count, tflite=not no_tflite)
+                              calib_count=calib_count, tflite=not no_tflite, input_size=input_size)
         floats = report["settings"]["float_layers"]
         click.echo(f"QAT ({report['settings']['scheme']}): {len(report['plan']) - len(floats)} layers quantized, "
                    f"{len(floats)} float{(' (' + ', '.join(floats) + ')') if floats else ''}")

@@ -180,9 +180,9 @@ def export_int8_tflite(model, path=None, *, calib=None, calib_count=32, input_si
 def canonical_copy(qat_model, sample_shape=(1, 32, 32, 3)):
     """A copy of a QAT model rebuilt from its config, as ``load_model`` will rebuild it, with the same values.
 
-    tfmot's ``QuantizeLayer`` gets built twice when a ``.keras`` file is deserialised (5 variables instead of
-    the 3 of a model fresh from ``quantize_apply``), so a QAT model saved as is cannot be loaded back. Saving
-    this canonical copy instead gives a file whose variables match what the loader creates.
+    tfmot's ``QuantizeLayer`` gets built twice when a ``.keras`` zip file is deserialised (5 variables instead
+    of the 3 of a model fresh from ``quantize_apply``), so a QAT model saved as is in that layout cannot be
+    loaded back. Saving this canonical copy instead gives a file whose variables match what the loader creates.
     """
     import numpy as np
     import tf_keras as keras
@@ -210,7 +210,18 @@ def canonical_copy(qat_model, sample_shape=(1, 32, 32, 3)):
 
 
 def save_qat_model(qat_model, path, *, sample_shape=(1, 32, 32, 3), **save_kwargs):
-    """Save a QAT model through :func:`kd_edge.models.save_model` so that ``load_model`` can read it back."""
-    from kd_edge.models import save_model
+    """Save a QAT model through :func:`kd_edge.models.save_model` and check that ``load_model`` reads it back.
 
-    return save_model(canonical_copy(qat_model, sample_shape), path, **save_kwargs)
+    kd_edge.models saves tfmot-wrapped models in the HDF5 layout, which round-trips; should a file still not
+    load (a ``.keras`` zip layout, where tfmot's ``QuantizeLayer`` is built twice on loading), the
+    :func:`canonical_copy` is saved instead.
+    """
+    from kd_edge.models import load_model, save_model
+
+    manifest = save_model(qat_model, path, **save_kwargs)
+    try:
+        load_model(path)
+    except Exception:  # noqa: BLE001 - the layout problem above: save the canonical copy instead
+        manifest = save_model(canonical_copy(qat_model, sample_shape), path, **save_kwargs)
+        load_model(path)
+    return manifest

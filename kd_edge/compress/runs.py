@@ -202,7 +202,8 @@ def _file_size(path):
 
 # ---------------------------------------------------------------------------------------------- QAT / PTQ
 def run_qat(model_path, out, *, steps=200, teacher=None, data="synth", batch=8, patch=64, seed=0, lr=1e-4,
-            force=False, progress=True, preserve_sparsity="auto", calib=None, calib_count=32, tflite=True):
+            force=False, progress=True, preserve_sparsity="auto", calib=None, calib_count=32, tflite=True,
+            input_size=None):
     """``kd-edge quantize --qat``: tfmot QAT (prune-preserving when sparse) + distillation fine-tuning.
 
     Writes ``<out>/model.keras`` (the QAT Keras model, loadable by ``kd_edge.models.load_model`` and
@@ -247,7 +248,8 @@ def run_qat(model_path, out, *, steps=200, teacher=None, data="synth", batch=8, 
         "sha256": saved["sha256"],
     }
     if tflite:
-        report["tflite"] = _int8_artifact(qmodel, parent, out / "model.int8.tflite", calib, calib_count, stride)
+        report["tflite"] = _int8_artifact(qmodel, parent, out / "model.int8.tflite", calib, calib_count, stride,
+                                          size=input_size)
     write_json(out / "quantize_report.json", report)
     return report
 
