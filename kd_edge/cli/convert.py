@@ -34,18 +34,16 @@ def _check_input_size(ctx, param, value):
 
 
 def _default_model():
+    """The embedded default student (kd_edge.defaults); KdEdgeError (exit 1) if this install lacks it."""
     try:
-        from kd_edge.models import default_model_path
+        from kd_edge.defaults import default_model_path
     except ImportError:
         return None
-    try:
-        return default_model_path("student")
-    except Exception:  # noqa: BLE001 - not embedded in this build
-        return None
+    return default_model_path("student")
 
 
 @click.command(context_settings=CONTEXT_SETTINGS)
-@click.argument("model", required=False)
+@click.argument("model", required=False, metavar="[MODEL]")
 @click.option("--target", "-t", "targets", multiple=True, required=True, callback=_check_targets,
               help="Target to build (repeatable) or 'all': tflite-fp32, tflite-fp16, tflite-dynamic, tflite-int8, "
                    "onnx-fp32, onnx-fp16, onnx-int8, coreml-fp32, coreml-fp16.")
@@ -65,7 +63,7 @@ def _default_model():
 @click.option("--force", is_flag=True, help="Overwrite existing artifacts and manifests.")
 @click.option("--json", "json_file", type=click.Path(dir_okay=False), help="Also write a JSON summary of the results here.")
 def convert(model, targets, out_dir, input_size, calib, calib_count, int8_io, threads, force, json_file):
-    """Convert MODEL (.keras) to mobile/edge formats, each gated on parity with the Keras model.
+    """Convert MODEL (.keras; default: the embedded student) to mobile/edge formats, each gated on parity.
 
     Each artifact is run in its real runtime (LiteRT, ONNX Runtime) on probe images and compared with
     Keras; below the target's threshold (fp32 60 dB, fp16 45 dB, dynamic 35 dB, int8 30 dB) nothing
