@@ -25,7 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-import kd_edge  # noqa: F401  (tf_keras before TensorFlow)
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+import kd_edge  # noqa: E402,F401  (tf_keras before TensorFlow)
 from kd_edge.atomic import write_json
 
 FORMAT = "kd-edge-distill-ablation/1"
