@@ -71,6 +71,13 @@ def _load_model(model, threads):
         from kd_edge.defaults import default_model_path
 
         model = default_model_path("student")
+    if Path(model).suffix.lower() == ".keras" and "tensorflow" not in sys.modules:
+        try:  # a Keras model needs TensorFlow: import it without its C++ start-up noise
+            from kd_edge.quiet_import import import_tensorflow_quietly
+
+            import_tensorflow_quietly()
+        except ImportError:
+            pass
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         runtime = load(model, threads=threads)
