@@ -112,7 +112,7 @@ def _probe_sets(size, stride, calib):
         return [probe_images(size[0], calib)]
     up = lambda v: -(-v // stride) * stride  # noqa: E731
     # dynamic: two different shapes, one non-square, to exercise the resize path
-    return [probe_images(up(128), calib)[:2], probe_images((up(96), up(160)))[:2]]
+    return [probe_images(up(128))[:2], probe_images((up(96), up(160)))[:2]]
 
 
 def _source_record(source):
@@ -195,7 +195,7 @@ def convert_one(target, source, out_dir, size, options, log=print):
 
 
 def _run_gate(target, source, tmp, size, options):
-    from kd_edge.converters.parity import gate
+    from kd_edge.converters.parity import PROBE_SEED, gate
     from kd_edge.runtime import RUNTIMES
 
     if target.ecosystem == "coreml":
@@ -204,7 +204,11 @@ def _run_gate(target, source, tmp, size, options):
         if not can_execute():
             return not_measured(target)
     runtime = RUNTIMES[target.ecosystem](tmp, None, False, threads=options.get("threads"))
-    return gate(target, source, runtime, _probe_sets(size, source.stride, options.get("calib")))
+    parity = gate(target, source, runtime, _probe_sets(size, source.stride, options.get("calib")))
+    calib = options.get("calib")
+    parity["probe_source"] = (f"crops of {calib} (seed {PROBE_SEED})" if calib and size is not None
+                              else f"built-in synthetic blurred scenes (seed {PROBE_SEED})")
+    return parity
 
 
 def convert(model_path, targets, out_dir, *, input_size=DEFAULT_INPUT_SIZE, calib=None, calib_count=32,

@@ -16,7 +16,7 @@ from kd_edge.converters.manifest import gzip_size_of, sha256_of, size_of
 from kd_edge.errors import KdEdgeError
 from kd_edge.metrics import psnr
 
-SIZE = 32
+SIZE = 64
 EXT = {"tflite": ".tflite", "onnx": ".onnx", "coreml": ".mlpackage"}
 
 
@@ -218,3 +218,17 @@ def test_unreadable_model_is_one_line_exit_1(tmp_path, capsys, content):
 def test_python_api_rejects_unknown_target(model_path, tmp_path):
     with pytest.raises(KdEdgeError, match="valid targets: tflite-fp32"):
         convert(model_path, ["nope"], tmp_path)
+
+
+def test_calibration_folder_is_used_for_int8(model_path, tmp_path):
+    import cv2
+
+    calib = tmp_path / "calib"
+    calib.mkdir()
+    for i, img in enumerate(probes(48, 48, n=6, seed=11)):
+        cv2.imwrite(str(calib / f"{i}.png"), (img[..., ::-1] * 255).round().astype(np.uint8))
+    (result,) = convert(model_path, ["tflite-int8"], tmp_path / "out", input_size=SIZE, calib=calib, calib_count=6)
+    assert result.manifest["calibration"] == {"images": 6, "size": SIZE, "source": str(calib)}
+    assert result.passed is True
+    # probes come from the calibration folder too when --calib is given
+    assert result.manifest["parity"]["probes"][0]["probe_images"] == 4

@@ -17,6 +17,9 @@ SIZE = 32
 
 def build_tiny_model(path):
     """The zoo's edge-tiny when it exists, else a stand-in with Conv2D/DepthwiseConv2D/Add (stride 2)."""
+    import tf_keras
+
+    tf_keras.utils.set_random_seed(0)  # fixed weights: parity margins do not depend on the run
     try:
         from kd_edge.models import build, save_model
 
@@ -57,7 +60,8 @@ def artifacts(tmp_path_factory):
     model_path = build_tiny_model(root / "tiny.keras")
     out = root / "out"
     results = convert(model_path, ["tflite-fp32", "onnx-fp32", "coreml-fp32"], out, input_size=SIZE)
-    int8 = convert(model_path, ["tflite-int8"], out / "io8", input_size=SIZE, int8_io=True)
+    # int8 at 64 px: at 32 px the 4-px-deep features of edge-tiny are too small to calibrate reliably
+    int8 = convert(model_path, ["tflite-int8"], out / "io8", input_size=2 * SIZE, int8_io=True)
     paths = {r.target: r.artifact for r in results + int8}
     paths["keras"] = model_path
     return paths
@@ -100,7 +104,7 @@ def test_int8_io_is_quantised_for_the_caller(artifacts, keras_model):
     assert np.dtype(detail["dtype"]) == np.int8
     q = rt.manifest["io_quantization"]
     assert any(v["dtype"] == "int8" and v["scale"] > 0 for v in q.values())
-    x = images(2, seed=2)
+    x = images(2, 2 * SIZE, 2 * SIZE, seed=2)
     y = rt.predict(x)
     assert y.dtype == np.float32
     assert np.min(psnr(y, keras_model(x).numpy())) > 30
