@@ -83,6 +83,7 @@ def _loss_on(distiller, batch):
     return float(total)
 
 
+@pytest.mark.slow
 def test_distillation_lowers_the_loss_and_exports_with_lineage(tiny_data, tmp_path):
     keras.utils.set_random_seed(1)
     teacher, student = build("edge-tiny", width=8), build("edge-tiny")
@@ -107,6 +108,7 @@ def test_distillation_lowers_the_loss_and_exports_with_lineage(tiny_data, tmp_pa
     assert (out / "ckpt" / "ckpt-25.index").is_file()
 
 
+@pytest.mark.slow
 def test_resume_continues_at_the_exact_step_with_optimizer_state(tiny_data, tmp_path):
     out = tmp_path / "run"
     keras.utils.set_random_seed(0)
@@ -131,6 +133,7 @@ def test_resume_continues_at_the_exact_step_with_optimizer_state(tiny_data, tmp_
                                                                           "ckpt-7.index"]
 
 
+@pytest.mark.slow
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny_data, tmp_path):
     out = tmp_path / "run"
     with pytest.raises(KdEdgeError, match=r"loss became nan at step 5: .*ckpt-4"):
@@ -169,6 +172,7 @@ def test_pruning_wrapped_student_fine_tunes_with_update_pruning_step(tiny_data, 
     assert kernels and all(abs(float(np.mean(k == 0)) - 0.5) < 0.05 for k in kernels)
 
 
+@pytest.mark.slow
 def test_feature_distillation_trains_adapters(tiny_data, tmp_path):
     teacher, student = build("edge-tiny", width=8), build("edge-tiny")
     distiller = Distiller(student, teacher, weights=LossWeights(feat=0.5))
