@@ -163,6 +163,9 @@ def _run(opts, *, method, student_arch, teacher_path=None, use_teacher=True, w_k
         # click would turn it into "Aborted!" (exit 1); the checkpoint is saved: exit 130 like a shell
         click.echo("kd-edge: interrupted (checkpoint saved; rerun the same command to resume)", err=True)
         raise click.exceptions.Exit(130) from None
+    if result is None:
+        click.echo("worker done (the chief writes the checkpoints, logs and model)")
+        return 0
     click.echo(f"wrote {result} (+ {result.name}.json); training log {out / 'train.json'}, TensorBoard {out / 'tb'}")
     return 0
 

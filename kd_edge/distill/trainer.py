@@ -155,7 +155,8 @@ def train(student, *, teacher=None, data, out, steps, batch=8, patch=128, seed=0
           strategy=None, arch=None, config=None, lineage=None, extra=None, export=True, progress=True,
           resume=True, augment=True, feature_pairs=None, data_spec=None, command=None, method=None,
           teacher_info=None, run_info=None, max_seconds=None, debug_nan_at_step=None):
-    """Train ``student`` for ``steps`` optimizer steps and return the path of the best model.
+    """Train ``student`` for ``steps`` optimizer steps and return the path of the best model (None on a
+    non-chief worker of a multi-worker strategy).
 
     data: a DBlur root (``train/`` + ``test/``|``validation/``). out: the run folder (created).
     teacher: a frozen tf_keras model, or None to train the student alone (same losses minus teacher terms).
@@ -399,6 +400,11 @@ def train(student, *, teacher=None, data, out, steps, batch=8, patch=128, seed=0
                    extra=dict(extra or {}, validation=info["best"]))
         info["model"] = str(result)
     save_info("done")
+    if not chief:  # a non-chief worker's checkpoints were only there for the collective save protocol
+        import shutil
+
+        shutil.rmtree(ckpt_dir.parent, ignore_errors=True)
+        return None
     return result
 
 
