@@ -208,6 +208,12 @@ def test_run_qat_converts_to_full_int8_close_to_float(tiny_path, data_root, tmp_
 
     assert np.mean([psnr(np.clip(o, 0, 1), np.clip(r, 0, 1)) for o, r in zip(out, ref)]) > 25.0
     assert report["tflite"]["parity"]["psnr_vs_float_db"] > 25.0
+    # the converters' own tflite-int8 target accepts the QAT model and passes its parity gate
+    from kd_edge.converters import convert
+
+    results = convert(tmp_path / "q" / "model.keras", ["tflite-int8"], tmp_path / "conv", input_size=32,
+                      calib_count=4)
+    assert len(results) == 1 and list((tmp_path / "conv").glob("*.tflite"))
 
 
 def test_prune_preserving_qat_is_chosen_for_sparse_models(tiny_path):
