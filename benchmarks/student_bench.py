@@ -17,21 +17,13 @@ import kd_edge  # noqa: F401  (tf_keras before TensorFlow)
 
 
 def _default_student():
-    import importlib
-
+    from kd_edge.defaults import default_model_path
     from kd_edge.errors import KdEdgeError
 
-    for module in ("kd_edge.defaults", "kd_edge.models"):
-        try:
-            find = importlib.import_module(module).default_model_path
-        except (ImportError, AttributeError):
-            continue
-        try:
-            path = Path(find("student"))
-        except KdEdgeError:
-            return None
-        return path if path.exists() else None
-    return None
+    try:
+        return default_model_path("student")
+    except KdEdgeError:
+        return None
 
 
 def main(argv=None):

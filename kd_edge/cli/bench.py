@@ -27,19 +27,12 @@ def _int_list(text, what):
 
 def _default_artifacts():
     """The embedded default student (issue 9), or None when this install has none."""
-    import importlib
+    from kd_edge.defaults import default_model_path
 
-    for module in ("kd_edge.defaults", "kd_edge.models"):
-        try:
-            find = importlib.import_module(module).default_model_path
-        except (ImportError, AttributeError):
-            continue
-        try:
-            path = Path(find("student"))
-        except KdEdgeError:
-            return None
-        return [str(path)] if path.exists() else None
-    return None
+    try:
+        return [str(default_model_path("student"))]
+    except KdEdgeError:
+        return None
 
 
 @click.command("compare", context_settings=CTX)
