@@ -49,7 +49,7 @@ def _validation(report):
 
 
 @click.command(context_settings=CONTEXT_SETTINGS)
-@click.argument("model", type=click.Path(dir_okay=False))
+@click.argument("model", type=click.Path())
 @click.option("--sparsity", type=click.FloatRange(0, 1, min_open=True, max_open=True),
               help="tfmot magnitude pruning to this fraction of zero weights (e.g. 0.5).")
 @click.option("--schedule", type=click.Choice(["polynomial", "constant"]), default="polynomial", show_default=True,
@@ -61,7 +61,7 @@ def _validation(report):
               help="Distillation fine-tuning steps (0 with --filters: no fine-tuning).")
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False),
               help="Output folder: model.keras (+ manifest), prune_report.json, finetune/.")
-@click.option("--teacher", type=click.Path(dir_okay=False),
+@click.option("--teacher", type=click.Path(),
               help="Teacher for distillation fine-tuning (default: the unpruned model itself).")
 @click.option("--data", default="synth", show_default=True,
               help="Fine-tuning data: a DBlur root (train/ + test/) or 'synth' (generated into OUT/data).")
@@ -104,14 +104,14 @@ def prune(model, sparsity, schedule, filters, steps, out, teacher, data, batch, 
 
 
 @click.command(context_settings=CONTEXT_SETTINGS)
-@click.argument("model", type=click.Path(dir_okay=False))
+@click.argument("model", type=click.Path())
 @click.option("--check", "check_only", is_flag=True, help="List every layer and whether QAT will quantize it, and why.")
 @click.option("--qat", is_flag=True, help="Quantization-aware training with distillation (tfmot).")
 @click.option("--ptq", is_flag=True, help="Post-training full-int8 TFLite calibrated on --calib images.")
 @click.option("--steps", default=200, show_default=True, type=click.IntRange(1), help="QAT fine-tuning steps.")
 @click.option("--out", "out", type=click.Path(file_okay=False),
               help="Output folder: model.keras (QAT), model.int8.tflite, quantize_report.json.")
-@click.option("--teacher", type=click.Path(dir_okay=False),
+@click.option("--teacher", type=click.Path(),
               help="Teacher for distillation (default: the float model itself).")
 @click.option("--data", default="synth", show_default=True, help="Training data: a DBlur root or 'synth'.")
 @click.option("--batch", default=8, show_default=True, type=click.IntRange(1))
@@ -147,9 +147,10 @@ def quantize(model, check_only, qat, ptq, steps, out, teacher, data, batch, patc
 
     if check_only:
         from kd_edge.compress.quantize_check import check, format_check
+        from kd_edge.compress.runs import model_file
         from kd_edge.models import load_model
 
-        loaded, _ = load_model(model)
+        loaded, _ = load_model(model_file(model))
         result = check(loaded)
         click.echo(format_check(result))
         if json_path:

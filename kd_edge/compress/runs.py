@@ -29,16 +29,24 @@ def _prepare_out(out, force):
     return out, target
 
 
+def model_file(path):
+    """A ``.keras`` path as given, or ``<run folder>/model.keras`` for a training/compression run folder."""
+    path = Path(path)
+    if path.is_dir() and (path / MODEL_NAME).is_file():
+        return path / MODEL_NAME
+    return path
+
+
 def _load(path, what="model"):
     from kd_edge.models import load_model
 
-    model, manifest = load_model(path)
+    model, manifest = load_model(model_file(path))
     return model, manifest
 
 
 def _teacher(parent_path, teacher_path):
     """(frozen teacher model, description): ``--teacher`` or a fresh copy of the parent."""
-    path = teacher_path or parent_path
+    path = model_file(teacher_path or parent_path)
     model, manifest = _load(path, "teacher")
     model.trainable = False
     return model, {"path": str(path), "sha256": manifest.get("sha256"), "arch": manifest.get("arch"),
@@ -85,6 +93,7 @@ def _complexity(model):
 def run_sparsity(model_path, out, *, sparsity=0.5, schedule="polynomial", steps=200, teacher=None, data="synth",
                  batch=8, patch=64, seed=0, lr=DEFAULT_LR, force=False, progress=True):
     """``kd-edge prune --sparsity``: tfmot prune_low_magnitude + distillation fine-tuning + strip_pruning."""
+    model_path = model_file(model_path)
     import tensorflow_model_optimization as tfmot
 
     from kd_edge.compress import lineage, sparsity as sp
@@ -148,6 +157,7 @@ def run_sparsity(model_path, out, *, sparsity=0.5, schedule="polynomial", steps=
 def run_filters(model_path, out, *, ratio=0.2, steps=200, teacher=None, data="synth", batch=8, patch=64, seed=0,
                 lr=DEFAULT_LR, force=False, progress=True, min_channels=2):
     """``kd-edge prune --filters``: remove the lowest-L1 filters, rebuild narrower, distillation fine-tuning."""
+    model_path = model_file(model_path)
     from kd_edge.compress import lineage
     from kd_edge.compress.filter_pruning import prune_filters
     from kd_edge.models import save_model
@@ -210,6 +220,7 @@ def run_qat(model_path, out, *, steps=200, teacher=None, data="synth", batch=8, 
     convertible by ``kd-edge convert --target tflite-int8``) and, with ``tflite``, ``<out>/model.int8.tflite``
     (full integer, float I/O) plus its parity against the float parent on the calibration images.
     """
+    model_path = model_file(model_path)
     from kd_edge.compress import lineage, qat
     from kd_edge.compress.sparsity import overall_sparsity
 
@@ -218,18 +229,25 @@ def run_qat(model_path, out, *, steps=200, teacher=None, data="synth", batch=8, 
     out, target = _prepare_out(out, force)
     parent, manifest = _load(model_path)
     qmodel, info = qat.quantize_model(parent, preserve_sparsity=preserve_sparsity)
+    from kd_edge.compress.calibration import calibration_images
+    from kd_edge.models import model_stride
+
+    stride = model_stride(parent)
+    range_size = max(stride, 128 // stride * stride)
+    range_images = calibration_images(calib, count=min(16, int(calib_count)), size=range_size)
+    ranges_set = qat.calibrate_ranges(qmodel, parent, range_images)
     teacher_model, teacher_info = _teacher(model_path, teacher)
     t0 = time.perf_counter()
     tuned = fine_tune(qmodel, teacher=teacher_model, teacher_info=teacher_info, data=data, out=out, steps=steps,
                       batch=batch, patch=patch, seed=seed, lr=lr, progress=progress, method="qat")
     seconds = time.perf_counter() - t0
-    settings = {"scheme": info["scheme"], "float_layers": info["float_layers"], "batch": int(batch),
+    settings = {"scheme": info["scheme"], "float_layers": info["float_layers"],
+                "initial_ranges": {"from": "float model outputs on calibration images", "images": len(range_images),
+                                   "size": range_size, "ranges": int(ranges_set)},
+                "batch": int(batch),
                 "patch": int(patch), "lr": float(lr), "seed": int(seed)}
     record = lineage.compression_step(model_path, manifest, method="qat", settings=settings, steps=steps,
                                       fine_tune={k: tuned[k] for k in ("teacher", "data", "validation")})
-    from kd_edge.models import model_stride
-
-    stride = model_stride(parent)
     saved = qat.save_qat_model(qmodel, target, sample_shape=(1, stride * 2, stride * 2, 3),
                                arch=manifest.get("arch"), config=manifest.get("config"),
                                lineage=lineage.extend(manifest, record),
@@ -256,6 +274,7 @@ def run_qat(model_path, out, *, steps=200, teacher=None, data="synth", batch=8, 
 
 def run_ptq(model_path, out, *, calib=None, calib_count=32, input_size=256, force=False):
     """``kd-edge quantize --ptq``: post-training full-int8 TFLite calibrated on the shared representative set."""
+    model_path = model_file(model_path)
     from kd_edge.compress import lineage
     from kd_edge.models import model_stride
 
