@@ -1,6 +1,5 @@
 """The console script itself: help, version, exit codes, one-line errors."""
 import subprocess
-import time
 
 import pytest
 
@@ -38,6 +37,16 @@ def test_unknown_command_is_a_usage_error(kd_edge_exe):
     res = run(kd_edge_exe, "no-such-command")
     assert res.returncode == 2
     assert "No such command" in res.stderr
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_every_command_resolves_to_a_click_command(name):
+    import importlib
+
+    import click
+
+    module_name, attr = COMMANDS[name][0].split(":")
+    assert isinstance(getattr(importlib.import_module(module_name), attr), click.Command)
 
 
 @pytest.mark.parametrize("name", sorted(COMMANDS))

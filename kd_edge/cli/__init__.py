@@ -50,26 +50,12 @@ class LazyGroup(click.Group):
             return None
         target, _ = COMMANDS[name]
         module_name, attr = target.split(":")
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name == module_name:
-                return _missing_command(name)
-            raise
-        return getattr(module, attr)
+        return getattr(importlib.import_module(module_name), attr)
 
     def format_commands(self, ctx, formatter):
         rows = [(name, help_line) for name, (_, help_line) in COMMANDS.items()]
         with formatter.section("Commands"):
             formatter.write_dl(rows)
-
-
-def _missing_command(name):
-    @click.command(name=name, context_settings=CONTEXT_SETTINGS)
-    def _stub():
-        raise KdEdgeError(f"'{name}' is not available in this build of kd-edge")
-
-    return _stub
 
 
 def configure_logging(verbose: bool):
