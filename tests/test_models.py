@@ -193,3 +193,16 @@ def test_models_command_through_the_console_script(tmp_path, kd_edge_exe):
     assert rows["edge-s"]["stride"] == 8 and rows["edge-tiny"]["stride"] == 4
     bad = subprocess.run([kd_edge_exe, "models", "edge-xxl"], capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and "unknown architecture" in bad.stderr
+
+
+def test_simple_gate_clip_bounds_runaway_inputs_and_leaves_normal_ones_alone():
+    from kd_edge.models.layers import DEFAULT_GATE_CLIP, SimpleGate
+
+    rng = np.random.default_rng(0)
+    normal = rng.uniform(-4.0, 4.0, (2, 8, 8, 6)).astype(np.float32)
+    a, b = normal[..., :3], normal[..., 3:]
+    np.testing.assert_array_equal(SimpleGate()(normal).numpy(), a * b)
+    runaway = np.full((1, 2, 2, 4), 1e20, np.float32)  # what chained gates reached on a rare input
+    assert np.all(SimpleGate()(runaway).numpy() == DEFAULT_GATE_CLIP**2)
+    unclipped = SimpleGate.from_config(SimpleGate(clip=None).get_config())
+    assert unclipped.clip is None and np.isinf(unclipped(runaway).numpy()).all()

@@ -7,6 +7,7 @@ from kd_edge.models import build, load_model, model_stride, save_model
 
 EDGE = ["edge-tiny", "edge-s", "edge-m", "edge-l"]
 BUILTIN_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "ADD", "MUL", "MEAN", "SPLIT", "DEPTH_TO_SPACE", "QUANTIZE",
+               "MINIMUM", "MAXIMUM", "RELU_N1_TO_1", "RELU6",
                "DEQUANTIZE", "DELEGATE", "SPLIT_V", "STRIDED_SLICE", "SLICE"}
 
 

@@ -26,16 +26,37 @@ from tensorflow_model_optimization.python.core.sparsity.keras.prunable_layer imp
 PACKAGE = "kd_edge"
 
 
+DEFAULT_GATE_CLIP = 16.0
+
+
 @keras.utils.register_keras_serializable(package=PACKAGE)
 class SimpleGate(keras.layers.Layer, PrunableLayer):
-    """NAFNet's SimpleGate: split the channels into two halves and multiply them (C -> C/2)."""
+    """NAFNet's SimpleGate: split the channels into two halves and multiply them (C -> C/2).
+
+    The inputs are first clipped to [-clip, clip]. Without a normalisation layer the gate is quadratic, and
+    chained gates can run away on rare inputs: a trained edge-m saw gate inputs of at most 4.7 on 39 of 40
+    training batches, while on the 40th the last decoder gates went 13 -> 66 -> 1.1e3 -> 5.6e5 -> 3.2e18 and the
+    output overflowed (the NaN/Inf losses that stopped its training). The clip (default 16, far above the normal
+    range, so ordinary outputs are unchanged) bounds every gate's output by clip^2: no overflow in float32, nor in
+    fp16 on mobile GPUs. It converts to MINIMUM/MAXIMUM (TFLite), Clip (ONNX) and clip (Core ML), all int8-safe.
+    ``clip=None`` turns it off.
+    """
+
+    def __init__(self, clip=DEFAULT_GATE_CLIP, **kwargs):
+        super().__init__(**kwargs)
+        self.clip = None if clip is None else float(clip)
 
     def get_prunable_weights(self):
         return []
 
     def call(self, inputs):
+        if self.clip is not None:
+            inputs = tf.clip_by_value(inputs, -self.clip, self.clip)
         a, b = tf.split(inputs, 2, axis=-1)
         return a * b
+
+    def get_config(self):
+        return {**super().get_config(), "clip": self.clip}
 
     def build(self, input_shape):
         channels = input_shape[-1]
