@@ -34,10 +34,8 @@ from kd_edge.models.layers import DepthToSpace, SimpleGate, custom_objects
 _qk = tfmot.quantization.keras
 
 
-class OutputQuantizeConfig(_qk.QuantizeConfig):
-    """For a layer without weights whose output range differs from its inputs' (a product): quantize the
-    output only (8-bit, asymmetric, per-tensor moving average). Used for SimpleGate and for ``Multiply``
-    (the channel-attention product), which tfmot's default registry does not support."""
+class PassThroughQuantizeConfig(_qk.QuantizeConfig):
+    """No weights, no activation, no output quantizer."""
 
     def get_weights_and_quantizers(self, layer):
         return []
@@ -52,37 +50,28 @@ class OutputQuantizeConfig(_qk.QuantizeConfig):
         pass
 
     def get_output_quantizers(self, layer):
-        return [_qk.quantizers.MovingAverageQuantizer(num_bits=8, per_axis=False, symmetric=False,
-                                                      narrow_range=False)]
+        return []
 
     def get_config(self):
         return {}
+
+
+class OutputQuantizeConfig(PassThroughQuantizeConfig):
+    """For a layer without weights whose output range differs from its inputs' (a product): quantize the
+    output only (8-bit, asymmetric, per-tensor moving average). Used for SimpleGate and for ``Multiply``
+    (the channel-attention product), which tfmot's default registry does not support."""
+
+    def get_output_quantizers(self, layer):
+        return [_qk.quantizers.MovingAverageQuantizer(num_bits=8, per_axis=False, symmetric=False,
+                                                      narrow_range=False)]
 
 
 class SimpleGateQuantizeConfig(OutputQuantizeConfig):
     """No weights; quantize the gate's output (8-bit, asymmetric, per-tensor moving average)."""
 
 
-class DepthToSpaceQuantizeConfig(_qk.QuantizeConfig):
-    """Pass-through: no weights, no activation, no output quantizer (the op only moves values)."""
-
-    def get_weights_and_quantizers(self, layer):
-        return []
-
-    def get_activations_and_quantizers(self, layer):
-        return []
-
-    def set_quantize_weights(self, layer, quantize_weights):
-        pass
-
-    def set_quantize_activations(self, layer, quantize_activations):
-        pass
-
-    def get_output_quantizers(self, layer):
-        return []
-
-    def get_config(self):
-        return {}
+class DepthToSpaceQuantizeConfig(PassThroughQuantizeConfig):
+    """Pass-through: depth_to_space only moves values, so it needs no quantizer of its own."""
 
 
 QUANTIZE_CONFIGS = {SimpleGate: SimpleGateQuantizeConfig, DepthToSpace: DepthToSpaceQuantizeConfig}
@@ -90,7 +79,7 @@ QUANTIZE_CONFIGS = {SimpleGate: SimpleGateQuantizeConfig, DepthToSpace: DepthToS
 
 def quantize_custom_objects():
     objects = dict(custom_objects())
-    for cls in (OutputQuantizeConfig, SimpleGateQuantizeConfig, DepthToSpaceQuantizeConfig):
+    for cls in (PassThroughQuantizeConfig, OutputQuantizeConfig, SimpleGateQuantizeConfig, DepthToSpaceQuantizeConfig):
         objects[cls.__name__] = cls
     return objects
 
