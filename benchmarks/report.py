@@ -122,6 +122,15 @@ def headline_ratios(doc):
     return out
 
 
+
+def _save_figure(plt, fig, path):
+    """Lay out, write atomically and close one figure; returns its path."""
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    return path
+
 def plots(doc, out_dir):
     """latency_by_target.png and memory_by_target.png under out_dir. Returns the paths written."""
     import matplotlib
@@ -154,12 +163,7 @@ def plots(doc, out_dir):
     ax.set_ylabel("p50 latency (ms), bar to p90")
     ax.set_title(f"Latency by target and threads, {size}x{size} ({doc['host'].get('cpu_model')})", fontsize=9)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = out_dir / "latency_by_target.png"
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    written.append(path)
+    written.append(_save_figure(plt, fig, out_dir / "latency_by_target.png"))
 
     t0 = threads[0]
     fig, ax = plt.subplots(figsize=(max(6, 1.3 * len(labels)), 4.2))
@@ -175,12 +179,7 @@ def plots(doc, out_dir):
     ax.set_ylabel("peak resident memory (MiB)")
     ax.set_title(f"Memory by target, {t0} thread(s), {size}x{size}", fontsize=9)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = out_dir / "memory_by_target.png"
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    written.append(path)
+    written.append(_save_figure(plt, fig, out_dir / "memory_by_target.png"))
     return written
 
 
