@@ -82,19 +82,22 @@ def find_pairs(split_dir) -> list[Pair]:
     return _match(split_dir)[0]
 
 
-def resolve_split(data_dir, prefer=("train",)) -> Path:
-    """``data_dir`` if it is a split, else its first split named in ``prefer`` (then any split)."""
+def resolve_split(data_dir, prefer=("train",), *, any_split=True) -> Path:
+    """``data_dir`` if it is a split, else its first split named in ``prefer``, else (with ``any_split``) any
+    split. ``any_split=False`` is for held-out data, which must never silently fall back to train/."""
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
-        raise InputFileError(data_dir, "not a directory")
+        problem = "not a directory" if data_dir.exists() else "not a directory (it does not exist)"
+        raise InputFileError(data_dir, problem)
     if is_split_dir(data_dir):
         return data_dir
     for name in prefer:
         if is_split_dir(data_dir / name):
             return data_dir / name
-    splits = split_dirs(data_dir)
+    splits = split_dirs(data_dir) if any_split else []
     if not splits:
-        raise InputFileError(data_dir, "no blur/ and sharp/ folders, and no split folder (train/, test/) holding them")
+        wanted = "split folder (train/, test/)" if any_split else "/ or ".join(prefer) + "/ split"
+        raise InputFileError(data_dir, f"no blur/ and sharp/ folders, and no {wanted} holding them")
     return splits[0]
 
 

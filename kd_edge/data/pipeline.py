@@ -189,16 +189,8 @@ def train_dataset(data_dir, *, patch=128, batch=8, seed=0, augment=True, repeat=
 
 
 def heldout_split(data_dir):
-    """``data_dir`` if it is a split, else its test/ (validation/, val/, valid/) split."""
-    data_dir = Path(data_dir)
-    if not data_dir.is_dir():
-        raise InputFileError(data_dir, "not a directory")
-    if is_split_dir(data_dir):
-        return data_dir
-    for name in HELDOUT_SPLITS:
-        if is_split_dir(data_dir / name):
-            return data_dir / name
-    raise InputFileError(data_dir, "no blur/ and sharp/ folders and no test/ or validation/ split holding them")
+    """``data_dir`` if it is a split, else its test/ (validation/, val/, valid/) split; never train/."""
+    return resolve_split(data_dir, prefer=HELDOUT_SPLITS, any_split=False)
 
 
 def eval_pairs(data_dir, *, limit=None):

@@ -69,16 +69,10 @@ class EvalResult:
 
 # --------------------------------------------------------------------------------------------- data
 def resolve_split(data_dir) -> Path:
-    """The folder that holds blur/ and sharp/: DIR itself, or DIR/test (then DIR/val) for a dataset root."""
-    root = Path(data_dir)
-    if not root.exists():
-        raise InputFileError(root, "data directory does not exist")
-    if not root.is_dir():
-        raise InputFileError(root, "not a directory (expected a DBlur-layout folder with blur/ and sharp/)")
-    for candidate in (root, root / "test", root / "val", root / "valid"):
-        if (candidate / "blur").is_dir() and (candidate / "sharp").is_dir():
-            return candidate
-    raise InputFileError(root, "no blur/ and sharp/ folders (expected DIR/blur + DIR/sharp or DIR/test/blur + DIR/test/sharp)")
+    """The folder that holds blur/ and sharp/: DIR itself, or its held-out split (test/, validation/, val/, valid/)."""
+    from kd_edge.data.pipeline import heldout_split
+
+    return heldout_split(data_dir)
 
 
 def list_pairs(split_dir: Path):
