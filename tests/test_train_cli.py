@@ -51,6 +51,17 @@ def test_train_teacher_then_distill_and_ablation_end_to_end(kd_edge_exe, tmp_pat
     model, _ = load_model(student_dir / "model.keras")
     assert model.count_params() == teacher_manifest["params"]  # edge-tiny both
 
+    # offline distillation: the teacher's outputs are computed once into the cache folder, then reused
+    cache = tmp_path / "teacher-cache"
+    for run, steps in (("offline", 2), ("offline-again", 1)):
+        r = _run(kd_edge_exe, "distill", "--teacher", teacher_dir, "--student", "edge-tiny", "--data",
+                 teacher_dir / "data", "--steps", steps, "--teacher-cache", cache, "--out", tmp_path / run, *TINY)
+        assert r.returncode == 0, r.stderr
+    first = json.loads((tmp_path / "offline" / "train.json").read_text())["teacher"]
+    second = json.loads((tmp_path / "offline-again" / "train.json").read_text())["teacher"]
+    assert first["sha256"] == teacher_manifest["sha256"] and first["cache"]["images"] == 6
+    assert not first["cache"]["reused"] and second["cache"]["reused"]
+
 
 def test_distill_usage_and_input_errors(kd_edge_exe, tmp_path):
     from kd_edge.cli import main

@@ -125,7 +125,8 @@ def _setup_tf(opts):
         tf.config.threading.set_inter_op_parallelism_threads(min(2, int(opts["threads"])))
 
 
-def _run(opts, *, method, student_arch, teacher_path=None, use_teacher=True, w_kd=0.0, w_feat=0.0):
+def _run(opts, *, method, student_arch, teacher_path=None, use_teacher=True, w_kd=0.0, w_feat=0.0,
+         teacher_cache=None):
     out = _prepare_out(opts["out"], opts["force"])
     _setup_tf(opts)
     from kd_edge.distill import datasets
@@ -158,7 +159,8 @@ def _run(opts, *, method, student_arch, teacher_path=None, use_teacher=True, w_k
     command = "kd-edge " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     try:
         result = _train(train, student, teacher, root, out, weights, strategy, opts, method=method,
-                        student_arch=student_arch, command=command, teacher_info=teacher_info)
+                        student_arch=student_arch, command=command, teacher_info=teacher_info,
+                        teacher_cache=teacher_cache)
     except KeyboardInterrupt:
         # click would turn it into "Aborted!" (exit 1); the checkpoint is saved: exit 130 like a shell
         click.echo("kd-edge: interrupted (checkpoint saved; rerun the same command to resume)", err=True)
@@ -171,7 +173,7 @@ def _run(opts, *, method, student_arch, teacher_path=None, use_teacher=True, w_k
 
 
 def _train(train, student, teacher, root, out, weights, strategy, opts, *, method, student_arch, command,
-           teacher_info):
+           teacher_info, teacher_cache=None):
     return train(
         student, teacher=teacher, data=root, data_spec=opts["data"], out=out, steps=opts["steps"],
         batch=opts["batch"], patch=opts["patch"], seed=opts["seed"], weights=weights, lr=opts["lr"],
@@ -179,7 +181,7 @@ def _train(train, student, teacher, root, out, weights, strategy, opts, *, metho
         val_every=opts["val_every"], val_count=opts["val_count"], val_crop=opts["val_crop"],
         ckpt_every=opts["ckpt_every"], keep=opts["keep"], log_every=opts["log_every"], strategy=strategy,
         arch=student_arch, progress=not opts["no_progress"], command=command, method=method,
-        teacher_info=teacher_info,
+        teacher_info=teacher_info, teacher_cache=teacher_cache,
         debug_nan_at_step=opts["debug_nan_at_step"],
         max_seconds=opts["time_budget"] * 60.0 if opts["time_budget"] else None,
         run_info={"method": method, "arch": student_arch},
@@ -224,12 +226,21 @@ def train_teacher(arch, **opts):
               help="Weight of output distillation (student vs teacher output).")
 @click.option("--w-feat", default=0.0, show_default=True, type=float,
               help="Weight of feature distillation through 1x1 adapters (0 = off).")
+@click.option("--teacher-cache", type=click.Path(file_okay=False), default=None, metavar="DIR",
+              help="Offline distillation: run the teacher once over the training images into DIR (reused while "
+                   "the teacher and the data are unchanged) and train from its stored outputs, so a step costs "
+                   "what a step alone costs. Not with --w-feat or --strategy multiworker.")
 @common_options
-def distill(teacher, student, no_teacher, w_kd, w_feat, **opts):
+def distill(teacher, student, no_teacher, w_kd, w_feat, teacher_cache, **opts):
     """Distil a frozen teacher into a small student (or, with --no-teacher, train the student alone).
 
     Example: kd-edge distill --teacher runs/teacher --student edge-s --data synth --steps 3000 --out runs/student
+
+    Offline (teacher outputs computed once): add --teacher-cache runs/teacher-cache
     """
+    if teacher_cache is not None and (no_teacher or w_feat > 0):
+        raise click.UsageError("--teacher-cache needs a teacher and output distillation only (not --no-teacher, "
+                               "not --w-feat)")
     if no_teacher:
         if teacher:
             raise click.UsageError("--teacher and --no-teacher exclude each other")
@@ -237,4 +248,5 @@ def distill(teacher, student, no_teacher, w_kd, w_feat, **opts):
     if not teacher:
         raise click.UsageError("--teacher is required (or --no-teacher for the student-alone ablation)")
     teacher_path = resolve_teacher(teacher)
-    return _run(opts, method="distill", student_arch=student, teacher_path=teacher_path, w_kd=w_kd, w_feat=w_feat)
+    return _run(opts, method="distill", student_arch=student, teacher_path=teacher_path, w_kd=w_kd, w_feat=w_feat,
+                teacher_cache=teacher_cache)

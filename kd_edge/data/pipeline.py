@@ -43,11 +43,13 @@ def load_pair(blur_path, sharp_path):
 
 
 class _PairStore:
-    """Decoded pairs, cached in memory as integers when they fit."""
+    """Decoded pairs (plus the teacher's output of each, with ``teacher_dir``), cached in memory as integers
+    when they fit."""
 
-    def __init__(self, pairs, cache):
+    def __init__(self, pairs, cache, teacher_dir=None):
         self.pairs = pairs
         self.cache = cache
+        self.teacher_dir = Path(teacher_dir) if teacher_dir is not None else None
         self._mem = {}
 
     def get(self, i):
@@ -55,14 +57,18 @@ class _PairStore:
         if hit is not None:
             return hit
         pair = self.pairs[i]
-        b, s = load_rgb(pair.blur), load_rgb(pair.sharp)
-        if b.rgb.shape != s.rgb.shape:
-            raise _size_mismatch(pair.blur, pair.sharp, b.size, s.size)
+        images = [load_rgb(pair.blur), load_rgb(pair.sharp)]
+        if images[0].rgb.shape != images[1].rgb.shape:
+            raise _size_mismatch(pair.blur, pair.sharp, images[0].size, images[1].size)
+        if self.teacher_dir is not None:  # checked up front by _check_teacher_outputs
+            from kd_edge.distill.teacher_cache import output_name
+
+            images.append(load_rgb(self.teacher_dir / output_name(pair)))
         if self.cache:
-            item = (_compact(b), _compact(s))
+            item = tuple(_compact(img) for img in images)
             self._mem[i] = item
             return item
-        return b.rgb, s.rgb
+        return tuple(img.rgb for img in images)
 
 
 def _compact(img):
@@ -102,9 +108,24 @@ def training_pairs(data_dir, *, patch=128):
     return split, usable
 
 
+def _check_teacher_outputs(teacher_dir, usable):
+    """Every usable pair has its teacher output, of its size (headers only): fail before training starts."""
+    from kd_edge.distill.teacher_cache import output_name
+
+    for pair, size in usable:
+        path = Path(teacher_dir) / output_name(pair)
+        if not path.is_file():
+            raise InputFileError(path, f"missing from the teacher cache (the teacher output for {pair.blur})")
+        found = image_size(path)
+        if found != size:
+            raise InputFileError(path, f"size {found[0]}x{found[1]} differs from {pair.blur} "
+                                       f"({size[0]}x{size[1]}); rebuild the teacher cache")
+
+
 def patch_stream(data_dir, *, patch=128, seed=0, augment=True, repeat=True, cache_bytes=DEFAULT_CACHE_BYTES,
-                 crops_per_image=None):
-    """A re-startable numpy generator factory of aligned (blur, sharp) float32 patches.
+                 crops_per_image=None, teacher_dir=None):
+    """A re-startable numpy generator factory of aligned (blur, sharp) float32 patches, or (blur, sharp,
+    teacher output) with ``teacher_dir`` (a :mod:`kd_edge.distill.teacher_cache` folder).
 
     Each epoch visits every pair once in an order drawn from ``numpy.random.default_rng(seed)``; the
     crop offset, 90-degree rotation and horizontal flip are drawn from the same stream and applied to
@@ -118,8 +139,11 @@ def patch_stream(data_dir, *, patch=128, seed=0, augment=True, repeat=True, cach
     if patch < 1:
         raise KdEdgeError(f"--patch must be positive, got {patch}")
     split, usable = training_pairs(data_dir, patch=patch)
-    total_bytes = sum(w * h * 3 * 2 for _, (w, h) in usable)
-    store = _PairStore([p for p, _ in usable], cache=total_bytes <= cache_bytes)
+    if teacher_dir is not None:
+        _check_teacher_outputs(teacher_dir, usable)
+    images_per_pair = 2 if teacher_dir is None else 3
+    total_bytes = sum(w * h * 3 * images_per_pair for _, (w, h) in usable)
+    store = _PairStore([p for p, _ in usable], cache=total_bytes <= cache_bytes, teacher_dir=teacher_dir)
     per_image = int(crops_per_image or (1 if store.cache else 4))
     if per_image < 1:
         raise KdEdgeError(f"crops_per_image must be >= 1, got {per_image}")
@@ -128,20 +152,19 @@ def patch_stream(data_dir, *, patch=128, seed=0, augment=True, repeat=True, cach
     def crops(rng):
         while True:
             for i in rng.permutation(len(store.pairs)):
-                blur, sharp = store.get(int(i))
-                h, w = blur.shape[:2]
+                images = store.get(int(i))
+                h, w = images[0].shape[:2]
                 for _ in range(per_image):
                     y = int(rng.integers(0, h - patch + 1))
                     x = int(rng.integers(0, w - patch + 1))
-                    b = blur[y:y + patch, x:x + patch]
-                    s = sharp[y:y + patch, x:x + patch]
+                    views = [img[y:y + patch, x:x + patch] for img in images]
                     if augment:
                         k = int(rng.integers(4))
                         flip = bool(rng.integers(2))
-                        b, s = np.rot90(b, k), np.rot90(s, k)
+                        views = [np.rot90(c, k) for c in views]
                         if flip:
-                            b, s = b[:, ::-1], s[:, ::-1]
-                    yield np.ascontiguousarray(_to_float(b)), np.ascontiguousarray(_to_float(s))
+                            views = [c[:, ::-1] for c in views]
+                    yield tuple(np.ascontiguousarray(_to_float(c)) for c in views)
             if not repeat:
                 return
 
@@ -170,8 +193,9 @@ def patch_stream(data_dir, *, patch=128, seed=0, augment=True, repeat=True, cach
 
 
 def train_dataset(data_dir, *, patch=128, batch=8, seed=0, augment=True, repeat=True,
-                  cache_bytes=DEFAULT_CACHE_BYTES, crops_per_image=None):
-    """tf.data.Dataset of ``(blur, sharp)`` float32 NHWC batches in [0,1] with aligned random crops.
+                  cache_bytes=DEFAULT_CACHE_BYTES, crops_per_image=None, teacher_dir=None):
+    """tf.data.Dataset of ``(blur, sharp)`` float32 NHWC batches in [0,1] with aligned random crops
+    (``(blur, sharp, teacher)`` with ``teacher_dir``, a teacher-output cache).
 
     ``data_dir`` is a split folder (``blur/`` + ``sharp/``) or a root whose ``train/`` is used. With
     ``repeat=False`` the dataset is one epoch (``crops_per_image`` crops per pair; the last batch may
@@ -181,9 +205,10 @@ def train_dataset(data_dir, *, patch=128, batch=8, seed=0, augment=True, repeat=
     import tensorflow as tf
 
     generate = patch_stream(data_dir, patch=patch, seed=seed, augment=augment, repeat=repeat,
-                            cache_bytes=cache_bytes, crops_per_image=crops_per_image)
+                            cache_bytes=cache_bytes, crops_per_image=crops_per_image, teacher_dir=teacher_dir)
     spec = tf.TensorSpec(shape=(int(patch), int(patch), 3), dtype=tf.float32)
-    ds = tf.data.Dataset.from_generator(generate, output_signature=(spec, spec))
+    signature = (spec, spec) if teacher_dir is None else (spec, spec, spec)
+    ds = tf.data.Dataset.from_generator(generate, output_signature=signature)
     ds = ds.batch(int(batch), drop_remainder=bool(repeat))
     return ds.prefetch(tf.data.AUTOTUNE)
 

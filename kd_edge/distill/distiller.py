@@ -12,7 +12,9 @@ Loss (each term weighted, see ``LossWeights``):
   + feat * L1(adapter_i(student_feature_i), teacher_feature_i) (teacher only; 1x1 conv adapters)
   + the student's own regularisation losses.
 
-``teacher=None`` trains the student alone with the same losses minus the teacher terms. The teacher is frozen
+``teacher=None`` trains the student alone with the same losses minus the teacher terms, unless
+``cached_teacher=True``: then each batch is ``(blur, sharp, teacher output)`` from a teacher-output cache
+(:mod:`kd_edge.distill.teacher_cache`) and ``kd`` is kept (``feat`` needs a live teacher). The teacher is frozen
 (``trainable=False``, called with ``training=False``); only the student and the adapters get gradients.
 Works under any tf.distribute strategy (build it inside ``strategy.scope()``) and with tfmot-wrapped students.
 """
@@ -72,14 +74,22 @@ def pair_features(student_names, teacher_names):
 class Distiller(keras.Model):
     """Frozen teacher, trainable student, the losses above. ``call`` runs the student."""
 
-    def __init__(self, student, teacher=None, *, weights=None, feature_pairs=None, name="distiller", **weight_kwargs):
+    def __init__(self, student, teacher=None, *, weights=None, feature_pairs=None, cached_teacher=False,
+                 name="distiller", **weight_kwargs):
         super().__init__(name=name)
         if weights is None:
             weights = LossWeights(**weight_kwargs)
         elif weight_kwargs:
             raise TypeError("pass either weights=LossWeights(...) or keyword weights, not both")
-        if teacher is None:
+        if cached_teacher:
+            if teacher is not None:
+                raise KdEdgeError("cached teacher outputs replace the teacher: pass teacher=None")
+            if weights.feat > 0:
+                raise KdEdgeError("feature distillation (--w-feat > 0) needs the teacher's activations: "
+                                  "it cannot use cached teacher outputs")
+        elif teacher is None:
             weights = weights.without_teacher()
+        self.cached_teacher = bool(cached_teacher)
         self.student = student
         self.teacher = teacher
         self.loss_config = weights
@@ -168,9 +178,16 @@ class Distiller(keras.Model):
             self.trackers[name].update_state(terms[name])
         return {name: tracker.result() for name, tracker in self.trackers.items()}
 
-    def train_step(self, data):
+    def _unpack(self, data):
+        """(x, y, teacher output, teacher features) of a batch: (blur, sharp) or, cached, (blur, sharp, teacher)."""
+        if self.cached_teacher:
+            x, y, t_out = data
+            return x, y, t_out, []
         x, y = data
-        t_out, t_feats = self._teacher_forward(x)
+        return (x, y, *self._teacher_forward(x))
+
+    def train_step(self, data):
+        x, y, t_out, t_feats = self._unpack(data)
         with tf.GradientTape() as tape:
             s_out, s_feats = self._student_forward(x, training=True)
             total, terms = self.compute_terms(y, s_out, t_out, s_feats, t_feats)
@@ -184,8 +201,7 @@ class Distiller(keras.Model):
         return self._update_trackers(total, terms)
 
     def test_step(self, data):
-        x, y = data
-        t_out, t_feats = self._teacher_forward(x)
+        x, y, t_out, t_feats = self._unpack(data)
         s_out, s_feats = self._student_forward(x, training=False)
         total, terms = self.compute_terms(y, s_out, t_out, s_feats, t_feats)
         return self._update_trackers(total, terms)

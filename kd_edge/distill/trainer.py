@@ -154,7 +154,7 @@ def train(student, *, teacher=None, data, out, steps, batch=8, patch=128, seed=0
           val_every=None, val_count=4, val_crop=256, ckpt_every=None, keep=3, log_every=10,
           strategy=None, arch=None, config=None, lineage=None, extra=None, export=True, progress=True,
           resume=True, augment=True, feature_pairs=None, data_spec=None, command=None, method=None,
-          teacher_info=None, run_info=None, max_seconds=None, debug_nan_at_step=None):
+          teacher_info=None, run_info=None, max_seconds=None, debug_nan_at_step=None, teacher_cache=None):
     """Train ``student`` for ``steps`` optimizer steps and return the path of the best model (None on a
     non-chief worker of a multi-worker strategy).
 
@@ -170,7 +170,12 @@ def train(student, *, teacher=None, data, out, steps, batch=8, patch=128, seed=0
       lineage=)`` and return that path; when False, restore the best weights into ``student`` and return the
       best checkpoint prefix (compression strips pruning wrappers before saving).
     max_seconds: a wall-clock training budget; when spent, training stops as if ``steps`` were reached
-      (validation, checkpoint, export) and train.json says ``stopped: time budget``.
+      (validation, checkpoint, export) and train.json says ``stopped: time budget``. Building a teacher cache
+      counts against it.
+    teacher_cache: a folder for offline distillation (:mod:`kd_edge.distill.teacher_cache`): the teacher runs
+      once over the training images into it (or a matching cache there is reused), then training reads its
+      outputs instead of running the teacher in every step. Needs ``teacher`` and ``teacher_info["sha256"]``;
+      not with feature distillation or a multi-worker strategy.
     On return, ``student`` holds the best-by-validation weights.
     """
     out = Path(out)
@@ -193,9 +198,28 @@ def train(student, *, teacher=None, data, out, steps, batch=8, patch=128, seed=0
     ckpt_dir = out / "ckpt" if chief else out / f".worker-{strategy.cluster_resolver.task_id}" / "ckpt"
     best_dir = out / "best" if chief else ckpt_dir.parent / "best"
 
+    t_budget = time.perf_counter()
+    cache_info = None
+    if teacher_cache is not None:
+        if teacher is None:
+            raise KdEdgeError("a teacher cache needs the teacher that fills it")
+        if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+            raise KdEdgeError("a teacher cache is not supported with --strategy multiworker (each worker would "
+                              "build it); distil online or build it in a single-worker run first")
+        from kd_edge.distill import teacher_cache as cache_module
+
+        cache_info = cache_module.build(teacher, train_dir, teacher_cache,
+                                        teacher_sha256=(teacher_info or {}).get("sha256"), progress=progress)
+        online_teacher = None
+    else:
+        online_teacher = teacher
+    if max_seconds is not None:
+        max_seconds = max(0.0, max_seconds - (time.perf_counter() - t_budget))
+
     keras.utils.set_random_seed(int(seed))
     with strategy.scope():
-        distiller = Distiller(student, teacher, weights=weights, feature_pairs=feature_pairs)
+        distiller = Distiller(student, online_teacher, weights=weights, feature_pairs=feature_pairs,
+                              cached_teacher=cache_info is not None)
         optimizer = make_optimizer(lr, schedule=lr_schedule, steps=steps, warmup=warmup, clipnorm=clipnorm)
         distiller.compile(optimizer=optimizer)
         optimizer.build(distiller.trainable_student_variables())
@@ -221,13 +245,14 @@ def train(student, *, teacher=None, data, out, steps, batch=8, patch=128, seed=0
     data_seed = int(seed) + start
     from kd_edge.data.pipeline import train_dataset
 
-    ds = train_dataset(train_dir, patch=int(patch), batch=int(batch), seed=data_seed, augment=augment, repeat=True)
+    ds = train_dataset(train_dir, patch=int(patch), batch=int(batch), seed=data_seed, augment=augment, repeat=True,
+                       teacher_dir=teacher_cache if cache_info is not None else None)
     if debug_nan_at_step is not None:  # hidden test hook: poison one batch to exercise the NaN guard
         poison_index = int(debug_nan_at_step) - start - 1
 
-        def _poison(i, pair):
-            x, y = pair
-            return tf.where(i == poison_index, x * np.float32("nan"), x), y
+        def _poison(i, batch_):
+            x, *rest = batch_
+            return (tf.where(i == poison_index, x * np.float32("nan"), x), *rest)
 
         ds = ds.enumerate().map(_poison)
     options = tf.data.Options()
@@ -236,8 +261,8 @@ def train(student, *, teacher=None, data, out, steps, batch=8, patch=128, seed=0
     iterator = iter(strategy.experimental_distribute_dataset(ds))
 
     stride = model_stride_of(student)
-    if teacher is not None:
-        stride = math.lcm(stride, model_stride_of(teacher))
+    if online_teacher is not None:
+        stride = math.lcm(stride, model_stride_of(online_teacher))
     if int(patch) % stride:
         raise KdEdgeError(f"--patch {patch} is not a multiple of the model stride {stride} (student and teacher)")
     val_set = load_validation_set(root, count=val_count, crop=val_crop, stride=stride) if chief else []
@@ -250,7 +275,8 @@ def train(student, *, teacher=None, data, out, steps, batch=8, patch=128, seed=0
         "format": "kd-edge-train/1",
         "run": dict(run_info or {}),
         "command": command,
-        "teacher": (teacher_info or {"name": teacher.name}) if teacher is not None else None,
+        "teacher": (dict(teacher_info or {"name": teacher.name}, cache=cache_info) if cache_info
+                    else (teacher_info or {"name": teacher.name})) if teacher is not None else None,
         "data": datasets.describe(root, data_spec or data),
         "steps": steps, "batch": int(batch), "patch": int(patch),
         "losses": weights.as_dict() if teacher is not None else weights.without_teacher().as_dict(),
