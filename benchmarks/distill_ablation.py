@@ -1,16 +1,22 @@
 """Evidence for issue 3: does distillation help an edge student under a fixed CPU budget?
 
-Trains a teacher (or takes --teacher), then the same student twice with the same wall-clock budget on the same
-synthetic data: distilled from the teacher, and alone (``--no-teacher``: same losses minus the teacher terms).
-Every run goes through the real ``kd-edge`` console script; the exact commands are recorded. Then it measures
-held-out PSNR/SSIM (kd_edge.metrics) of the blurred input, the teacher, the distilled and the alone student and
-writes JSON.
+Trains a teacher (or takes --teacher), then the same student twice on the same data: distilled from the teacher,
+and alone (``--no-teacher``: same losses minus the teacher terms). Every run goes through the real ``kd-edge``
+console script; the exact commands are recorded. Then it measures held-out PSNR/SSIM (kd_edge.metrics) of the
+blurred input, the teacher, the distilled and the alone student, with a paired per-image comparison of the two
+students, and writes JSON.
 
     python benchmarks/distill_ablation.py --out runs/ablation                      # 20 + 20 + 20 minutes
     python benchmarks/distill_ablation.py --out /tmp/abl --quick                  # a ~3-minute smoke version
+    python benchmarks/distill_ablation.py --out runs/abl --teacher runs/teacher --data runs/data \
+        --heldout runs/eval-data --steps 1500 --teacher-cache --side-by-side     # equal steps, same time
 
-Each run's step count is calibrated from a short measured run so that the cosine schedule ends near the budget;
-``--time-budget`` is the hard cap. Runs are sequential (they never compete for the cores).
+Budgets: by default each run's step count is calibrated from a short measured run so that the cosine schedule ends
+near ``--minutes`` (the hard cap), and runs are sequential. ``--steps N`` gives both students exactly N steps
+instead. ``--teacher-cache`` distils offline (the teacher runs once per training image, see
+``kd_edge.distill.teacher_cache``) so that a distilled step costs what a step alone costs; the cache's build time is
+recorded and, under a time budget, taken out of the distilled run's minutes. ``--side-by-side`` runs the two
+students at the same time with ``--threads`` each (default 1), so that any other load on the machine hits both.
 """
 import argparse
 import json
@@ -61,25 +67,60 @@ def steady_rate(run_dir):
     return seg.get("steps_per_s_steady") or seg.get("steps_per_s")
 
 
-def train_with_budget(exe, base_cmd, out, minutes, calib_steps, log_dir, name):
-    """Measure steps/s with a short run, then train for ``minutes`` with a matching step count."""
+def _summary(out, line, seconds, **extra):
+    info = json.loads((Path(out) / "train.json").read_text())
+    seg = info["segments"][-1]
+    cache = (info.get("teacher") or {}).get("cache")
+    return dict(extra, command=line, steps_done=seg.get("end_step"), train_seconds=seg.get("seconds"),
+                wall_seconds=seconds, stopped=seg.get("stopped", "steps reached"), best=info.get("best"),
+                steps_per_s=seg.get("steps_per_s_steady"), teacher_cache=cache)
+
+
+def train_with_budget(exe, base_cmd, out, minutes, calib_steps, log_dir, name, *, minus_seconds=0.0):
+    """Measure steps/s with a short run, then train for ``minutes`` (less ``minus_seconds``) with a matching
+    step count."""
     calib_dir = Path(out).with_name(Path(out).name + "-calib")
     run([exe, *base_cmd, "--out", calib_dir, "--steps", calib_steps, "--val-every", calib_steps, "--force",
          "--no-progress"], log_dir / f"{name}-calib.log")
     rate = steady_rate(calib_dir)
+    calib_cache = (json.loads((calib_dir / "train.json").read_text()).get("teacher") or {}).get("cache")
+    minus = float(minus_seconds) + (calib_cache["seconds"] if calib_cache else 0.0)
+    minutes = max(minutes - minus / 60.0, 0.1)
     steps = max(calib_steps, int(rate * minutes * 60 * 0.97))
-    seconds, line = run([exe, *base_cmd, "--out", out, "--steps", steps, "--time-budget", minutes, "--force",
-                         "--no-progress"], log_dir / f"{name}.log")
-    info = json.loads((Path(out) / "train.json").read_text())
-    seg = info["segments"][-1]
+    seconds, line = run([exe, *base_cmd, "--out", out, "--steps", steps, "--time-budget", round(minutes, 3),
+                         "--force", "--no-progress"], log_dir / f"{name}.log")
     shutil.rmtree(calib_dir, ignore_errors=True)
-    return {"command": line, "calibrated_steps_per_s": rate, "planned_steps": steps,
-            "steps_done": seg.get("end_step"), "train_seconds": seg.get("seconds"), "wall_seconds": seconds,
-            "stopped": seg.get("stopped", "steps reached"), "best": info.get("best"),
-            "steps_per_s": seg.get("steps_per_s_steady")}
+    return _summary(out, line, seconds, calibrated_steps_per_s=rate, planned_steps=steps,
+                    budget_minutes=minutes, cache_build_seconds_in_budget=minus)
 
 
-def evaluate(model_path, pairs, stride_of=None):
+def train_steps(exe, base_cmd, out, steps, log_dir, name):
+    """Train for exactly ``steps`` steps (no time budget)."""
+    seconds, line = run([exe, *base_cmd, "--out", out, "--steps", steps, "--force", "--no-progress"],
+                        log_dir / f"{name}.log")
+    return _summary(out, line, seconds, planned_steps=steps)
+
+
+def train_side_by_side(exe, cmds, outs, steps, log_dir, names):
+    """Start every run at once with exactly ``steps`` steps; wait for all. Returns one summary per run."""
+    procs = []
+    for cmd, out, name in zip(cmds, outs, names):
+        full = [str(c) for c in [exe, *cmd, "--out", out, "--steps", steps, "--force", "--no-progress"]]
+        line = " ".join(shlex.quote(c) for c in ["kd-edge", *full[1:]])
+        print(f"$ {line} &", flush=True)
+        fh = open(log_dir / f"{name}.log", "w")
+        procs.append((subprocess.Popen(full, stdout=fh, stderr=subprocess.STDOUT), fh, line, out, time.perf_counter()))
+    summaries = []
+    for proc, fh, line, out, t0 in procs:
+        rc = proc.wait()
+        fh.close()
+        if rc != 0:
+            sys.exit(f"failed ({rc}): {line}\n  see {fh.name}")
+        summaries.append(_summary(out, line, time.perf_counter() - t0, planned_steps=steps))
+    return summaries
+
+
+def evaluate(model_path, pairs):
     from kd_edge import metrics
     from kd_edge.models import load_model
 
@@ -90,7 +131,15 @@ def evaluate(model_path, pairs, stride_of=None):
         psnrs.append(metrics.psnr(pred, sharp))
         ssims.append(metrics.ssim(pred, sharp))
     return {"psnr": float(np.mean(psnrs)), "ssim": float(np.mean(ssims)), "params": manifest.get("params"),
-            "arch": manifest.get("arch"), "sha256": manifest.get("sha256"), "model": str(model_path)}
+            "arch": manifest.get("arch"), "sha256": manifest.get("sha256"), "model": str(model_path),
+            "per_image_psnr": [round(float(v), 4) for v in psnrs], "per_image_ssim": [round(float(v), 5) for v in ssims]}
+
+
+def paired(a, b):
+    """Per-image difference a - b: mean, standard error, and on how many images a is higher."""
+    d = np.asarray(a, float) - np.asarray(b, float)
+    se = float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else None
+    return {"mean": float(d.mean()), "std_error": se, "higher_on": int((d > 0).sum()), "images": int(len(d))}
 
 
 def heldout(data_root, stride):
@@ -110,18 +159,32 @@ def main(argv=None):
     p.add_argument("--teacher", default=None, help="use this teacher (.keras or run folder) instead of training one")
     p.add_argument("--teacher-arch", default="edge-l")
     p.add_argument("--student", default="edge-s")
+    p.add_argument("--data", default=None, help="train on this DBlur root instead of synthesising <out>/data")
+    p.add_argument("--heldout", default=None,
+                   help="DBlur root (or split) to measure on [default: the held-out split of the training data]")
     p.add_argument("--teacher-minutes", type=float, default=20.0)
     p.add_argument("--minutes", type=float, default=20.0, help="budget of each student run")
+    p.add_argument("--steps", type=int, default=None,
+                   help="give both students exactly this many steps (no calibration, no time budget)")
+    p.add_argument("--teacher-cache", action="store_true", help="distil offline from cached teacher outputs")
+    p.add_argument("--side-by-side", action="store_true",
+                   help="run the two students at the same time (needs --steps; --threads defaults to 1)")
     p.add_argument("--synth-count", type=int, default=64)
     p.add_argument("--synth-size", type=int, default=256)
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--patch", type=int, default=128)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None, help="TensorFlow threads of every run")
+    p.add_argument("--train-option", action="append", default=[], metavar="OPT=VALUE",
+                   help="extra option of every student run, e.g. --train-option=--lr=7e-4 (repeatable)")
     p.add_argument("--calib-steps", type=int, default=20)
     p.add_argument("--quick", action="store_true",
                    help="smoke version: 1-minute budgets, 16 images of 128 px, patch 64, batch 4")
     a = p.parse_args(argv)
+    if a.side_by_side and not a.steps:
+        p.error("--side-by-side needs --steps (equal step counts; time budgets would race each other)")
+    if a.side_by_side and not a.threads:
+        a.threads = 1
     if a.quick:
         a.teacher_minutes, a.minutes = min(a.teacher_minutes, 1.0), min(a.minutes, 1.0)
         a.synth_count, a.synth_size, a.patch, a.batch, a.calib_steps = 16, 128, 64, 4, 8
@@ -132,19 +195,29 @@ def main(argv=None):
     common = ["--batch", a.batch, "--patch", a.patch, "--seed", a.seed]
     if a.threads:
         common += ["--threads", a.threads]
+    student_extra = []
+    for opt in a.train_option:
+        student_extra += opt.split("=", 1)
     record = {"format": FORMAT, "quick": a.quick, "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
               "host": {"machine": platform.machine(), "processor": platform.processor(), "cpus": os.cpu_count(),
                        "python": platform.python_version(), "kd_edge": kd_edge.__version__},
-              "budget": {"teacher_minutes": None if a.teacher else a.teacher_minutes, "student_minutes": a.minutes,
-                         "threads": a.threads, "batch": a.batch, "patch": a.patch},
+              "budget": {"teacher_minutes": None if a.teacher else a.teacher_minutes,
+                         "student_minutes": None if a.steps else a.minutes, "student_steps": a.steps,
+                         "threads": a.threads, "batch": a.batch, "patch": a.patch,
+                         "teacher_cache": a.teacher_cache, "side_by_side": a.side_by_side},
               "runs": {}}
+    commands = []
+    if a.data:
+        data = Path(a.data)
+        record["data"] = {"root": str(data), "given": True}
+    else:
+        data = out / "data"
+        _, data_cmd = run([exe, "data", "synth", data, "--count", a.synth_count, "--size", a.synth_size,
+                           "--seed", a.seed, "--force"], logs / "data.log")
+        commands.append(data_cmd)
+        record["data"] = {"root": str(data), "count": a.synth_count, "size": a.synth_size, "seed": a.seed}
 
     teacher_dir = out / "teacher"
-    data = out / "data"
-    _, data_cmd = run([exe, "data", "synth", data, "--count", a.synth_count, "--size", a.synth_size,
-                       "--seed", a.seed, "--force"], logs / "data.log")
-    record["data"] = {"root": str(data), "count": a.synth_count, "size": a.synth_size, "seed": a.seed}
-
     if a.teacher:
         teacher_model = Path(a.teacher) / "model.keras" if Path(a.teacher).is_dir() else Path(a.teacher)
         record["runs"]["teacher"] = {"given": str(teacher_model)}
@@ -153,35 +226,52 @@ def main(argv=None):
             exe, ["train-teacher", "--arch", a.teacher_arch, "--data", data, *common], teacher_dir,
             a.teacher_minutes, a.calib_steps, logs, "teacher")
         teacher_model = teacher_dir / "model.keras"
-    record["runs"]["distilled"] = train_with_budget(
-        exe, ["distill", "--teacher", teacher_model, "--student", a.student, "--data", data, *common],
-        out / "distilled", a.minutes, a.calib_steps, logs, "distilled")
-    record["runs"]["alone"] = train_with_budget(
-        exe, ["distill", "--no-teacher", "--student", a.student, "--data", data, *common],
-        out / "alone", a.minutes, a.calib_steps, logs, "alone")
+    distill_cmd = ["distill", "--teacher", teacher_model, "--student", a.student, "--data", data, *common,
+                   *student_extra]
+    if a.teacher_cache:
+        distill_cmd += ["--teacher-cache", out / "teacher-cache"]
+    alone_cmd = ["distill", "--no-teacher", "--student", a.student, "--data", data, *common, *student_extra]
+    if a.side_by_side:
+        distilled, alone = train_side_by_side(exe, [distill_cmd, alone_cmd], [out / "distilled", out / "alone"],
+                                              a.steps, logs, ["distilled", "alone"])
+    elif a.steps:
+        distilled = train_steps(exe, distill_cmd, out / "distilled", a.steps, logs, "distilled")
+        alone = train_steps(exe, alone_cmd, out / "alone", a.steps, logs, "alone")
+    else:
+        distilled = train_with_budget(exe, distill_cmd, out / "distilled", a.minutes, a.calib_steps, logs,
+                                      "distilled")
+        alone = train_with_budget(exe, alone_cmd, out / "alone", a.minutes, a.calib_steps, logs, "alone")
+    record["runs"]["distilled"], record["runs"]["alone"] = distilled, alone
 
     from kd_edge import metrics
 
-    pairs = heldout(data, 16)
-    results = {"blurred": {"psnr": float(np.mean([metrics.psnr(b, s) for b, s in pairs])),
-                           "ssim": float(np.mean([metrics.ssim(b, s) for b, s in pairs]))},
-               "teacher": evaluate(teacher_model, pairs),
+    heldout_root = Path(a.heldout) if a.heldout else data
+    pairs = heldout(heldout_root, 16)
+    blurred = {"psnr": float(np.mean([metrics.psnr(b, s) for b, s in pairs])),
+               "ssim": float(np.mean([metrics.ssim(b, s) for b, s in pairs]))}
+    results = {"blurred": blurred, "teacher": evaluate(teacher_model, pairs),
                "distilled": evaluate(out / "distilled" / "model.keras", pairs),
                "alone": evaluate(out / "alone" / "model.keras", pairs)}
-    record["heldout"] = {"images": len(pairs), "size": list(pairs[0][0].shape) if pairs else None}
+    record["heldout"] = {"root": str(heldout_root), "images": len(pairs),
+                         "size": list(pairs[0][0].shape) if pairs else None}
     record["results"] = results
+    d, al = results["distilled"], results["alone"]
+    record["paired_distilled_minus_alone"] = {"psnr_db": paired(d["per_image_psnr"], al["per_image_psnr"]),
+                                              "ssim": paired(d["per_image_ssim"], al["per_image_ssim"])}
     record["verdict"] = {
-        "distilled_minus_blurred_db": results["distilled"]["psnr"] - results["blurred"]["psnr"],
-        "distilled_minus_alone_db": results["distilled"]["psnr"] - results["alone"]["psnr"],
-        "distilled_improves_over_blurred": results["distilled"]["psnr"] > results["blurred"]["psnr"],
-        "distilled_beats_alone": results["distilled"]["psnr"] > results["alone"]["psnr"],
+        "distilled_minus_blurred_db": d["psnr"] - blurred["psnr"],
+        "distilled_minus_alone_db": d["psnr"] - al["psnr"],
+        "distilled_minus_alone_ssim": d["ssim"] - al["ssim"],
+        "distilled_improves_over_blurred": d["psnr"] > blurred["psnr"],
+        "distilled_beats_alone": d["psnr"] > al["psnr"],
     }
-    record["commands"] = [data_cmd] + [r["command"] for r in record["runs"].values() if "command" in r]
+    record["commands"] = commands + [r["command"] for r in record["runs"].values() if "command" in r]
     record["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     target = Path(a.json) if a.json else out / "distill_ablation.json"
     write_json(target, record)
-    print(json.dumps({"results": {k: {"psnr": round(v["psnr"], 2), "ssim": round(v["ssim"], 4)}
-                                  for k, v in results.items()}, "verdict": record["verdict"]}, indent=2))
+    print(json.dumps({"results": {k: {"psnr": round(v["psnr"], 3), "ssim": round(v["ssim"], 4)}
+                                  for k, v in results.items()},
+                      "paired": record["paired_distilled_minus_alone"], "verdict": record["verdict"]}, indent=2))
     print(f"wrote {target}")
     return 0
 
