@@ -147,3 +147,16 @@ def test_pipeline_on_synthetic_data(tmp_path):
     assert blur.shape == (2, 32, 32, 3)
     assert np.mean(np.abs(blur - sharp)) > 0.005  # the blur is there
     assert len(list(eval_pairs(tmp_path))) == 1
+
+
+def test_training_validation_split_is_test_or_validation_never_train(tmp_path):
+    from kd_edge.distill.datasets import heldout_split
+
+    for split in ("train", "validation"):
+        for kind in ("blur", "sharp"):
+            (tmp_path / split / kind).mkdir(parents=True)
+        if split == "train":
+            assert heldout_split(tmp_path) is None  # no held-out data: validation is skipped, not done on train/
+            with pytest.raises(InputFileError, match="no test/ or validation/"):
+                heldout_split(tmp_path, required=True)
+    assert heldout_split(tmp_path) == tmp_path / "validation"

@@ -16,7 +16,8 @@ import numpy as np
 from kd_edge.errors import InputFileError
 from kd_edge.images import IMAGE_SUFFIXES, read_image
 
-SPLIT_ORDER = ("train", "test", "validation", "val", "valid")
+HELDOUT_SPLITS = ("test", "validation", "val", "valid")  # held-out data: never train/
+SPLIT_ORDER = ("train",) + HELDOUT_SPLITS
 ERROR, WARNING, NOTE = "error", "warning", "note"
 
 

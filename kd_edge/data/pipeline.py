@@ -13,11 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from kd_edge.data.dblur import find_pairs, is_split_dir, resolve_split
+from kd_edge.data.dblur import HELDOUT_SPLITS, find_pairs, is_split_dir, resolve_split
 from kd_edge.errors import InputFileError, KdEdgeError
 from kd_edge.images import IMAGE_SUFFIXES, image_size, read_image
 
-HELDOUT_SPLITS = ("test", "validation", "val", "valid")
 DEFAULT_CACHE_BYTES = 2 * 1024**3
 
 

@@ -4,7 +4,6 @@ from pathlib import Path
 from kd_edge.errors import InputFileError, KdEdgeError
 
 SYNTH = "synth"
-HELDOUT_SPLITS = ("test", "validation", "val", "valid")
 SYNTH_SUMMARY_KEYS = ("format", "version", "count", "size", "seed", "test_fraction", "kernel_min", "kernel_max",
                       "defocus", "noise", "photo_fraction", "pairs", "train", "test", "psnr_blur_vs_sharp")
 
@@ -46,14 +45,16 @@ def train_split(root):
 
 
 def heldout_split(root, *, required=False):
-    """The held-out split: ``test/``, else ``validation/`` (or ``val/``); None when absent and not required."""
-    for name in HELDOUT_SPLITS:
-        split = Path(root) / name
-        if (split / "blur").is_dir() and (split / "sharp").is_dir():
-            return split
-    if required:
-        raise InputFileError(root, "no held-out split (test/ or validation/ with blur/ and sharp/)")
-    return None
+    """The held-out split (``kd_edge.data.pipeline.heldout_split``: test/, else validation/, val/ or valid/,
+    never train/); None when there is none and it is not ``required``."""
+    from kd_edge.data.pipeline import heldout_split as find_heldout
+
+    try:
+        return find_heldout(root)
+    except InputFileError:
+        if required:
+            raise
+        return None
 
 
 def describe(root, spec):
