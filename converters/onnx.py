@@ -15,12 +15,22 @@ def _fp32_model(source, options):
     """The tf2onnx fp32 ModelProto, converted once per source and input size (fp16/int8 start from it)."""
     import onnx
 
+    from kd_edge.converters.onnx_layout import fold_gate_transposes
+
     key = ("onnx-fp32", options["input_size"])
     if key not in source._fixed:
-        source._fixed[key] = _tf2onnx(source, options).SerializeToString()
+        proto = _tf2onnx(source, options)
+        removed = fold_gate_transposes(proto)
+        source._fixed[key] = (proto.SerializeToString(), removed)
     proto = onnx.ModelProto()
-    proto.ParseFromString(source._fixed[key])
+    proto.ParseFromString(source._fixed[key][0])
     return proto
+
+
+def _transpose_cleanup(source, options):
+    """Manifest record of the transpose clean-up (after ``_fp32_model``)."""
+    removed = source._fixed[("onnx-fp32", options["input_size"])][1]
+    return {"pass": "kd_edge.converters.onnx_layout.fold_gate_transposes", "transposes_removed": removed}
 
 
 def _tf2onnx(source, options):
@@ -48,7 +58,7 @@ def _save(model_proto, path):
 
 def convert_fp32(source, path, options):
     _save(_fp32_model(source, options), path)
-    return {"opset": OPSET}
+    return {"opset": OPSET, "transpose_cleanup": _transpose_cleanup(source, options)}
 
 
 def convert_fp16(source, path, options):
@@ -56,7 +66,8 @@ def convert_fp16(source, path, options):
 
     model16 = float16.convert_float_to_float16(_fp32_model(source, options), keep_io_types=True)
     _save(model16, path)
-    return {"opset": OPSET, "fp16": {"tool": "onnxconverter_common.float16", "keep_io_types": True}}
+    return {"opset": OPSET, "transpose_cleanup": _transpose_cleanup(source, options),
+            "fp16": {"tool": "onnxconverter_common.float16", "keep_io_types": True}}
 
 
 def convert_int8(source, path, options):
@@ -90,7 +101,7 @@ def convert_int8(source, path, options):
     finally:
         if fp32_path.exists():
             fp32_path.unlink()
-    return {"opset": OPSET,
+    return {"opset": OPSET, "transpose_cleanup": _transpose_cleanup(source, options),
             "calibration": {"images": int(len(images)), "size": int(size), "method": "MinMax", "format": "QDQ",
                             "source": str(options["calib"]) if options.get("calib") else "built-in synthetic blurred images"}}
 

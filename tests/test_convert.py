@@ -121,6 +121,18 @@ def test_quantised_targets_really_are_quantised(all_out):
     assert m["ops"].get("DEQUANTIZE", 0) > 0  # fp16 weights dequantised at load time
 
 
+def test_onnx_graphs_keep_only_the_input_and_output_transposes(all_out):
+    import onnx
+
+    for target in ("onnx-fp32", "onnx-fp16", "onnx-int8"):
+        artifact = all_out / f"tiny.{target}.onnx"
+        ops = [n.op_type for n in onnx.load(str(artifact)).graph.node]
+        m = json.loads((all_out / (artifact.name + ".json")).read_text())
+        # every SimpleGate's NHWC round trip is gone (the parity test above checks the function is unchanged)
+        assert m["transpose_cleanup"]["transposes_removed"] > 0, target
+        assert ops.count("Transpose") == 2 and ops.count("Split") > 0, (target, ops.count("Transpose"))
+
+
 def test_existing_artifact_needs_force(all_out, model_path, capsys):
     created = json.loads((all_out / "tiny.onnx-fp32.onnx.json").read_text())["created_utc"]
     time.sleep(1.1)
