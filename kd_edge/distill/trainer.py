@@ -275,8 +275,7 @@ def train(student, *, teacher=None, data, out, steps, batch=8, patch=128, seed=0
         "format": "kd-edge-train/1",
         "run": dict(run_info or {}),
         "command": command,
-        "teacher": (dict(teacher_info or {"name": teacher.name}, cache=cache_info) if cache_info
-                    else (teacher_info or {"name": teacher.name})) if teacher is not None else None,
+        "teacher": _teacher_record(teacher, teacher_info, cache_info),
         "data": datasets.describe(root, data_spec or data),
         "steps": steps, "batch": int(batch), "patch": int(patch),
         "losses": weights.as_dict() if teacher is not None else weights.without_teacher().as_dict(),
@@ -463,6 +462,16 @@ def _validate(student, val_set, writer, step, logs):
             summaries.images("val/blur_output_sharp", np.stack([s[:h, :w] for s in samples]), max_outputs=3)
     writer.flush()
     return {"step": step, "psnr": scores["psnr"], "ssim": scores["ssim"], "loss": logs.get("loss")}
+
+
+def _teacher_record(teacher, teacher_info, cache_info):
+    """train.json's "teacher": what the caller says of it (path, sha256...), plus the cache when offline."""
+    if teacher is None:
+        return None
+    record = dict(teacher_info or {"name": teacher.name})
+    if cache_info is not None:
+        record["cache"] = cache_info
+    return record
 
 
 def _load_info(path):
