@@ -110,13 +110,18 @@ def train_side_by_side(exe, cmds, outs, steps, log_dir, names):
         print(f"$ {line} &", flush=True)
         fh = open(log_dir / f"{name}.log", "w")
         procs.append((subprocess.Popen(full, stdout=fh, stderr=subprocess.STDOUT), fh, line, out, time.perf_counter()))
+    ended = {}
+    while len(ended) < len(procs):  # poll, so that each run's wall time ends when it does
+        for i, (proc, *_rest) in enumerate(procs):
+            if i not in ended and proc.poll() is not None:
+                ended[i] = time.perf_counter()
+        time.sleep(0.5)
     summaries = []
-    for proc, fh, line, out, t0 in procs:
-        rc = proc.wait()
+    for i, (proc, fh, line, out, t0) in enumerate(procs):
         fh.close()
-        if rc != 0:
-            sys.exit(f"failed ({rc}): {line}\n  see {fh.name}")
-        summaries.append(_summary(out, line, time.perf_counter() - t0, planned_steps=steps))
+        if proc.returncode != 0:
+            sys.exit(f"failed ({proc.returncode}): {line}\n  see {fh.name}")
+        summaries.append(_summary(out, line, ended[i] - t0, planned_steps=steps))
     return summaries
 
 
@@ -132,6 +137,27 @@ def evaluate(model_path, pairs):
         ssims.append(metrics.ssim(pred, sharp))
     return {"psnr": float(np.mean(psnrs)), "ssim": float(np.mean(ssims)), "params": manifest.get("params"),
             "arch": manifest.get("arch"), "sha256": manifest.get("sha256"), "model": str(model_path),
+            "per_image_psnr": [round(float(v), 4) for v in psnrs], "per_image_ssim": [round(float(v), 5) for v in ssims]}
+
+
+def evaluate_last_checkpoint(run_dir, arch, pairs):
+    """Held-out scores of a run's last checkpoint (its final step), beside the exported best-by-validation model."""
+    import tensorflow as tf
+
+    from kd_edge import metrics
+    from kd_edge.models import build
+
+    latest = tf.train.latest_checkpoint(str(Path(run_dir) / "ckpt"))
+    if latest is None:
+        return None
+    model = build(arch)
+    tf.train.Checkpoint(student=model).restore(latest).expect_partial()
+    psnrs, ssims = [], []
+    for blur, sharp in pairs:
+        pred = np.clip(np.asarray(model(blur[None], training=False))[0], 0, 1)
+        psnrs.append(metrics.psnr(pred, sharp))
+        ssims.append(metrics.ssim(pred, sharp))
+    return {"psnr": float(np.mean(psnrs)), "ssim": float(np.mean(ssims)), "checkpoint": latest,
             "per_image_psnr": [round(float(v), 4) for v in psnrs], "per_image_ssim": [round(float(v), 5) for v in ssims]}
 
 
@@ -177,6 +203,9 @@ def main(argv=None):
     p.add_argument("--threads", type=int, default=None, help="TensorFlow threads of every run")
     p.add_argument("--train-option", action="append", default=[], metavar="OPT=VALUE",
                    help="extra option of every student run, e.g. --train-option=--lr=7e-4 (repeatable)")
+    p.add_argument("--evaluate-only", action="store_true",
+                   help="train nothing: measure the runs already in --out again (the runs, budget and commands "
+                        "are kept from the existing --json)")
     p.add_argument("--calib-steps", type=int, default=20)
     p.add_argument("--quick", action="store_true",
                    help="smoke version: 1-minute budgets, 16 images of 128 px, patch 64, batch 4")
@@ -189,6 +218,15 @@ def main(argv=None):
         a.teacher_minutes, a.minutes = min(a.teacher_minutes, 1.0), min(a.minutes, 1.0)
         a.synth_count, a.synth_size, a.patch, a.batch, a.calib_steps = 16, 128, 64, 4, 8
     out = Path(a.out)
+    target = Path(a.json) if a.json else out / "distill_ablation.json"
+    if a.evaluate_only:
+        if not target.is_file():
+            p.error(f"--evaluate-only needs the JSON of the earlier runs: {target} does not exist")
+        record = json.loads(target.read_text())
+        teacher_model = Path(record["runs"]["teacher"].get("given") or out / "teacher" / "model.keras")
+        data = Path(a.data or record["data"]["root"])
+        measure(record, a, out, teacher_model, data, target)
+        return 0
     logs = out / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     exe = kd_edge_exe()
@@ -243,6 +281,13 @@ def main(argv=None):
         alone = train_with_budget(exe, alone_cmd, out / "alone", a.minutes, a.calib_steps, logs, "alone")
     record["runs"]["distilled"], record["runs"]["alone"] = distilled, alone
 
+    record["commands"] = commands + [r["command"] for r in record["runs"].values() if "command" in r]
+    measure(record, a, out, teacher_model, data, target)
+    return 0
+
+
+def measure(record, a, out, teacher_model, data, target):
+    """Held-out scores of the blurred input, the teacher and both students (exported and final), paired; write."""
     from kd_edge import metrics
 
     heldout_root = Path(a.heldout) if a.heldout else data
@@ -252,12 +297,21 @@ def main(argv=None):
     results = {"blurred": blurred, "teacher": evaluate(teacher_model, pairs),
                "distilled": evaluate(out / "distilled" / "model.keras", pairs),
                "alone": evaluate(out / "alone" / "model.keras", pairs)}
+    arch = results["alone"]["arch"]
+    final = {name: evaluate_last_checkpoint(out / name, arch, pairs) for name in ("distilled", "alone")}
+    if all(final.values()):
+        results["distilled_final_step"], results["alone_final_step"] = final["distilled"], final["alone"]
     record["heldout"] = {"root": str(heldout_root), "images": len(pairs),
                          "size": list(pairs[0][0].shape) if pairs else None}
     record["results"] = results
     d, al = results["distilled"], results["alone"]
     record["paired_distilled_minus_alone"] = {"psnr_db": paired(d["per_image_psnr"], al["per_image_psnr"]),
                                               "ssim": paired(d["per_image_ssim"], al["per_image_ssim"])}
+    if "alone_final_step" in results:
+        df, af = results["distilled_final_step"], results["alone_final_step"]
+        record["paired_final_step_distilled_minus_alone"] = {
+            "psnr_db": paired(df["per_image_psnr"], af["per_image_psnr"]),
+            "ssim": paired(df["per_image_ssim"], af["per_image_ssim"])}
     record["verdict"] = {
         "distilled_minus_blurred_db": d["psnr"] - blurred["psnr"],
         "distilled_minus_alone_db": d["psnr"] - al["psnr"],
@@ -265,15 +319,14 @@ def main(argv=None):
         "distilled_improves_over_blurred": d["psnr"] > blurred["psnr"],
         "distilled_beats_alone": d["psnr"] > al["psnr"],
     }
-    record["commands"] = commands + [r["command"] for r in record["runs"].values() if "command" in r]
-    record["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    target = Path(a.json) if a.json else out / "distill_ablation.json"
+    record["measured"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     write_json(target, record)
     print(json.dumps({"results": {k: {"psnr": round(v["psnr"], 3), "ssim": round(v["ssim"], 4)}
                                   for k, v in results.items()},
-                      "paired": record["paired_distilled_minus_alone"], "verdict": record["verdict"]}, indent=2))
+                      "paired": record["paired_distilled_minus_alone"],
+                      "paired_final_step": record.get("paired_final_step_distilled_minus_alone"),
+                      "verdict": record["verdict"]}, indent=2))
     print(f"wrote {target}")
-    return 0
 
 
 if __name__ == "__main__":
