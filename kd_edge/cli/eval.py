@@ -48,14 +48,15 @@ def evaluate(models, data_dir, names, bench_path, out_dir, seed, samples, limit,
           --bench bench.json --out report/
     """
     from kd_edge.report.evaluate import evaluate as run_evaluation
-    from kd_edge.report.evaluate import parse_names, resolve_split
+    from kd_edge.data.pipeline import heldout_split
+    from kd_edge.report.evaluate import parse_names
 
     if not models:
         from kd_edge.defaults import default_model_path
 
         models = (default_model_path("student"),)
     name_list = parse_names(names, len(models))
-    resolve_split(data_dir)  # a bad data directory fails before any model is loaded
+    heldout_split(data_dir)  # a bad data directory fails before any model is loaded
     if bench_path is not None and not Path(bench_path).is_file():
         raise KdEdgeError(f"{bench_path}: bench JSON does not exist")
     existing = [name for name in ("report.md", "report.html") if (Path(out_dir) / name).exists()]

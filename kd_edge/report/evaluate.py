@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from kd_edge import metrics
+from kd_edge.data.pipeline import heldout_split
 from kd_edge.errors import InputFileError, KdEdgeError
 
 BLURRED = "blurred"
@@ -68,13 +69,6 @@ class EvalResult:
 
 
 # --------------------------------------------------------------------------------------------- data
-def resolve_split(data_dir) -> Path:
-    """The folder that holds blur/ and sharp/: DIR itself, or its held-out split (test/, validation/, val/, valid/)."""
-    from kd_edge.data.pipeline import heldout_split
-
-    return heldout_split(data_dir)
-
-
 def list_pairs(split_dir: Path):
     """[(name, blur_path, sharp_path)] sorted by name, via kd_edge.data.dblur.find_pairs."""
     from kd_edge.data.dblur import find_pairs
@@ -253,7 +247,7 @@ def evaluate(data_dir, model_paths, *, names=None, limit=None, baselines=True, t
 
     from kd_edge.report import baselines as classical
 
-    split_dir = resolve_split(data_dir)
+    split_dir = heldout_split(data_dir)
     pairs = list_pairs(split_dir)
     if limit is not None:
         if int(limit) < 1:
