@@ -21,27 +21,24 @@ TO_NHWC = [0, 2, 3, 1]
 TO_NCHW = [0, 3, 1, 2]
 
 
-def _perm(node):
+def _attr(node, name, default=None):
+    """The value of attribute ``name`` of ``node`` (a list for ints), or ``default``."""
+    import onnx
+
     for attr in node.attribute:
-        if attr.name == "perm":
-            return list(attr.ints)
-    return None
+        if attr.name == name:
+            return onnx.helper.get_attribute_value(attr)
+    return default
 
 
-def _axis(node):
-    for attr in node.attribute:
-        if attr.name == "axis":
-            return attr.i
-    return 0
-
-
-def _set_axis(node, axis):
+def _set_attr(node, name, value):
+    """Replace (or add) attribute ``name`` of ``node``."""
     import onnx
 
     for attr in list(node.attribute):
-        if attr.name == "axis":
+        if attr.name == name:
             node.attribute.remove(attr)
-    node.attribute.append(onnx.helper.make_attribute("axis", axis))
+    node.attribute.append(onnx.helper.make_attribute(name, value))
 
 
 def _const(graph, name):
@@ -51,15 +48,6 @@ def _const(graph, name):
         if init.name == name:
             return numpy_helper.to_array(init)
     return None
-
-
-def _set_ints(node, name, values):
-    import onnx
-
-    for attr in list(node.attribute):
-        if attr.name == name:
-            node.attribute.remove(attr)
-    node.attribute.append(onnx.helper.make_attribute(name, list(values)))
 
 
 def fold_gate_transposes(model):
@@ -81,7 +69,7 @@ def fold_gate_transposes(model):
         return found[0]
 
     def is_to_nchw(node):
-        return node is not None and node.op_type == "Transpose" and _perm(node) == TO_NCHW
+        return node is not None and node.op_type == "Transpose" and _attr(node, "perm") == TO_NCHW
 
     def attention_tail(gate):
         """(mean, reshape_out, conv, mul) of ``gate * Reshape(Conv(Reshape(ReduceMean(gate))))``, or None."""
@@ -90,10 +78,7 @@ def fold_gate_transposes(model):
             return None
         mean = next(n for n in found if n.op_type == "ReduceMean")
         scale = next(n for n in found if n.op_type == "Mul")
-        attrs = {a.name: a for a in mean.attribute}
-        if len(mean.input) != 1 or "axes" not in attrs or sorted(attrs["axes"].ints) != [1, 2]:
-            return None
-        if "keepdims" in attrs and attrs["keepdims"].i != 1:
+        if len(mean.input) != 1 or sorted(_attr(mean, "axes", [])) != [1, 2] or _attr(mean, "keepdims", 1) != 1:
             return None
         to_nchw = only_consumer(mean.output[0], "Reshape")
         conv = to_nchw and only_consumer(to_nchw.output[0], "Conv")
@@ -110,10 +95,10 @@ def fold_gate_transposes(model):
 
     removed, changed = [], set()
     for t1 in list(graph.node):
-        if t1.op_type != "Transpose" or _perm(t1) != TO_NHWC:
+        if t1.op_type != "Transpose" or _attr(t1, "perm") != TO_NHWC:
             continue
         split = only_consumer(t1.output[0], "Split")
-        if split is None or _axis(split) not in (3, -1) or len(split.output) != 2:
+        if split is None or _attr(split, "axis", 0) not in (3, -1) or len(split.output) != 2:
             continue
         if len(split.input) > 1 and split.input[1]:  # explicit split sizes: keep it simple, leave it alone
             continue
@@ -130,11 +115,11 @@ def fold_gate_transposes(model):
         if not is_to_nchw(t2):
             continue
         split.input[0] = t1.input[0]
-        _set_axis(split, 1)
+        _set_attr(split, "axis", 1)
         changed.update([split.output[0], split.output[1], gate.output[0], last.output[0]])
         if tail is not None:
             mean, back, conv, scale = tail
-            _set_ints(mean, "axes", [2, 3])
+            _set_attr(mean, "axes", [2, 3])
             changed.update([mean.output[0], conv.output[0]])
             scale.input[list(scale.input).index(back.output[0])] = conv.output[0]  # already [N, C, 1, 1]
             removed.append(back)
