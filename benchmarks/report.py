@@ -122,7 +122,6 @@ def headline_ratios(doc):
     return out
 
 
-
 def _save_figure(plt, fig, path):
     """Lay out, write atomically and close one figure; returns its path."""
     fig.tight_layout()
@@ -130,6 +129,7 @@ def _save_figure(plt, fig, path):
         fig.savefig(tmp, dpi=110)
     plt.close(fig)
     return path
+
 
 def plots(doc, out_dir):
     """latency_by_target.png and memory_by_target.png under out_dir. Returns the paths written."""
