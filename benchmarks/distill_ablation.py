@@ -61,14 +61,17 @@ def run(cmd, log):
     return seconds, line
 
 
-def steady_rate(run_dir):
-    info = json.loads((Path(run_dir) / "train.json").read_text())
+def train_info(run_dir):
+    return json.loads((Path(run_dir) / "train.json").read_text())
+
+
+def steady_rate(info):
     seg = info["segments"][-1]
     return seg.get("steps_per_s_steady") or seg.get("steps_per_s")
 
 
 def _summary(out, line, seconds, **extra):
-    info = json.loads((Path(out) / "train.json").read_text())
+    info = train_info(out)
     seg = info["segments"][-1]
     cache = (info.get("teacher") or {}).get("cache")
     return dict(extra, command=line, steps_done=seg.get("end_step"), train_seconds=seg.get("seconds"),
@@ -76,15 +79,16 @@ def _summary(out, line, seconds, **extra):
                 steps_per_s=seg.get("steps_per_s_steady"), teacher_cache=cache)
 
 
-def train_with_budget(exe, base_cmd, out, minutes, calib_steps, log_dir, name, *, minus_seconds=0.0):
-    """Measure steps/s with a short run, then train for ``minutes`` (less ``minus_seconds``) with a matching
-    step count."""
+def train_with_budget(exe, base_cmd, out, minutes, calib_steps, log_dir, name):
+    """Measure steps/s with a short run, then train for ``minutes`` (less the teacher cache's build time, when the
+    calibration run built one) with a matching step count."""
     calib_dir = Path(out).with_name(Path(out).name + "-calib")
     run([exe, *base_cmd, "--out", calib_dir, "--steps", calib_steps, "--val-every", calib_steps, "--force",
          "--no-progress"], log_dir / f"{name}-calib.log")
-    rate = steady_rate(calib_dir)
-    calib_cache = (json.loads((calib_dir / "train.json").read_text()).get("teacher") or {}).get("cache")
-    minus = float(minus_seconds) + (calib_cache["seconds"] if calib_cache else 0.0)
+    calib = train_info(calib_dir)
+    rate = steady_rate(calib)
+    calib_cache = (calib.get("teacher") or {}).get("cache")
+    minus = calib_cache["seconds"] if calib_cache else 0.0
     minutes = max(minutes - minus / 60.0, 0.1)
     steps = max(calib_steps, int(rate * minutes * 60 * 0.97))
     seconds, line = run([exe, *base_cmd, "--out", out, "--steps", steps, "--time-budget", round(minutes, 3),
@@ -125,26 +129,31 @@ def train_side_by_side(exe, cmds, outs, steps, log_dir, names):
     return summaries
 
 
-def evaluate(model_path, pairs):
+def scores(model, pairs):
+    """Mean and per-image PSNR/SSIM of a Keras model's clipped output on ``pairs``."""
     from kd_edge import metrics
-    from kd_edge.models import load_model
 
-    model, manifest = load_model(model_path)
     psnrs, ssims = [], []
     for blur, sharp in pairs:
         pred = np.clip(np.asarray(model(blur[None], training=False))[0], 0, 1)
         psnrs.append(metrics.psnr(pred, sharp))
         ssims.append(metrics.ssim(pred, sharp))
-    return {"psnr": float(np.mean(psnrs)), "ssim": float(np.mean(ssims)), "params": manifest.get("params"),
-            "arch": manifest.get("arch"), "sha256": manifest.get("sha256"), "model": str(model_path),
+    return {"psnr": float(np.mean(psnrs)), "ssim": float(np.mean(ssims)),
             "per_image_psnr": [round(float(v), 4) for v in psnrs], "per_image_ssim": [round(float(v), 5) for v in ssims]}
+
+
+def evaluate(model_path, pairs):
+    from kd_edge.models import load_model
+
+    model, manifest = load_model(model_path)
+    return {**scores(model, pairs), "params": manifest.get("params"), "arch": manifest.get("arch"),
+            "sha256": manifest.get("sha256"), "model": str(model_path)}
 
 
 def evaluate_last_checkpoint(run_dir, arch, pairs):
     """Held-out scores of a run's last checkpoint (its final step), beside the exported best-by-validation model."""
     import tensorflow as tf
 
-    from kd_edge import metrics
     from kd_edge.models import build
 
     latest = tf.train.latest_checkpoint(str(Path(run_dir) / "ckpt"))
@@ -152,13 +161,7 @@ def evaluate_last_checkpoint(run_dir, arch, pairs):
         return None
     model = build(arch)
     tf.train.Checkpoint(student=model).restore(latest).expect_partial()
-    psnrs, ssims = [], []
-    for blur, sharp in pairs:
-        pred = np.clip(np.asarray(model(blur[None], training=False))[0], 0, 1)
-        psnrs.append(metrics.psnr(pred, sharp))
-        ssims.append(metrics.ssim(pred, sharp))
-    return {"psnr": float(np.mean(psnrs)), "ssim": float(np.mean(ssims)), "checkpoint": latest,
-            "per_image_psnr": [round(float(v), 4) for v in psnrs], "per_image_ssim": [round(float(v), 5) for v in ssims]}
+    return {**scores(model, pairs), "checkpoint": latest}
 
 
 def paired(a, b):
