@@ -62,6 +62,10 @@ def test_cache_holds_the_teacher_output_of_each_whole_image_and_is_reused(tiny_d
     assert not teacher_cache.is_current(cache, "a" * 64, pairs)
     rebuilt = teacher_cache.build(teacher, tiny_data / "train", cache, teacher_sha256="a" * 64, progress=False)
     assert not rebuilt["reused"]
+    (tmp_path / "a-file").write_text("x")
+    with pytest.raises(InputFileError, match="cannot create the teacher cache"):
+        teacher_cache.build(teacher, tiny_data / "train", tmp_path / "a-file" / "cache", teacher_sha256="a" * 64,
+                            progress=False)
     with pytest.raises(KdEdgeError, match="sha256"):
         teacher_cache.build(teacher, tiny_data / "train", tmp_path / "other", teacher_sha256=None, progress=False)
 

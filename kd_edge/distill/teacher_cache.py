@@ -90,8 +90,11 @@ def build(teacher, train_split, cache_dir, *, teacher_sha256, progress=True):
         raise KdEdgeError("the teacher cache needs the teacher's sha256 (from its manifest) to know when to rebuild")
     if is_current(cache_dir, teacher_sha256, pairs):
         return {"dir": str(cache_dir), "images": len(pairs), "seconds": 0.0, "reused": True}
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    (cache_dir / CACHE_JSON).unlink(missing_ok=True)
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        (cache_dir / CACHE_JSON).unlink(missing_ok=True)
+    except OSError as exc:
+        raise InputFileError(cache_dir, f"cannot create the teacher cache here ({exc.strerror or exc})") from exc
     bar = None
     if progress:
         from tqdm import tqdm
