@@ -1,28 +1,76 @@
-"""Import TensorFlow without its start-up noise.
+"""Import TensorFlow, and run converters and runtimes, without their noise (unless --verbose).
 
 TensorFlow's C++ side writes absl/cuda-stub lines straight to file descriptor 2 during import, before
-TF_CPP_MIN_LOG_LEVEL can matter for some of them. The CLI imports TensorFlow through this once, with fd 2
-pointed at /dev/null, unless --verbose is given. Python exceptions are unaffected.
+TF_CPP_MIN_LOG_LEVEL can matter for some of them. LiteRT prints "INFO: Created TensorFlow Lite XNNPACK
+delegate for CPU." on every interpreter (no environment variable turns it off), the TFLite quantizer
+prints "fully_quantize: 0, inference_type: 6, ...", coremltools draws tqdm progress bars and
+onnxconverter-common warns about float16 truncation, all on fd 2. The CLI turns quiet mode on unless
+--verbose (:func:`set_quiet`); library users see everything unless they turn it on. Python exceptions
+are unaffected: they carry their own message.
 """
 import contextlib
 import os
 import sys
+import warnings
+
+_quiet = {"on": False}
+
+
+def set_quiet(on: bool):
+    """Turn quiet mode on (the CLI without --verbose) or off (the default for library use)."""
+    _quiet["on"] = bool(on)
+
+
+def is_quiet() -> bool:
+    return _quiet["on"]
 
 
 @contextlib.contextmanager
 def stderr_silenced():
-    """Redirect the process-level stderr (fd 2) to /dev/null for the duration of the block."""
+    """Redirect the process-level stderr (fd 2) to /dev/null for the duration of the block.
+
+    Yields a text stream on the real stderr, for the caller's own progress messages."""
     sys.stderr.flush()
     saved = os.dup(2)
     devnull = os.open(os.devnull, os.O_WRONLY)
+    real = os.fdopen(os.dup(saved), "w", buffering=1, closefd=True)
     try:
         os.dup2(devnull, 2)
-        yield
+        yield real
     finally:
         sys.stderr.flush()
+        real.flush()
         os.dup2(saved, 2)
         os.close(saved)
         os.close(devnull)
+        real.close()
+
+
+@contextlib.contextmanager
+def third_party_output_silenced():
+    """In quiet mode: fd 2 silenced and third-party Python warnings dropped for the block; kd-edge's own
+    warnings are shown afterwards, one line each (``kd-edge: warning: ...``). Outside quiet mode: nothing
+    changes. Yields a writable text stream on the real stderr, for the caller's own messages."""
+    if not is_quiet():
+        yield sys.stderr
+        return
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            with stderr_silenced() as real:
+                yield real
+        finally:
+            for w in caught:
+                if _from_kd_edge(w.filename):
+                    print(f"kd-edge: warning: {w.message}", file=sys.stderr)
+
+
+def _from_kd_edge(filename) -> bool:
+    here = os.path.dirname(os.path.abspath(__file__))
+    root = os.path.dirname(here)  # converters/, benchmarks/ are installed beside kd_edge as kd_edge.* packages
+    path = os.path.abspath(str(filename))
+    return path.startswith(here + os.sep) or any(
+        path.startswith(os.path.join(root, sub) + os.sep) for sub in ("converters", "benchmarks", "android_harness"))
 
 
 def import_tensorflow_quietly():

@@ -237,7 +237,22 @@ def resolve_tile(model, tile=None):
     th, tw = (tile, tile) if np.isscalar(tile) else tile
     if th < 1 or tw < 1:
         raise KdEdgeError(f"tile must be positive (or 0 for the whole image), got {tile}")
+    check_tile_stride(model, int(th), int(tw))
     return int(th), int(tw)
+
+
+def check_tile_stride(model, height, width):
+    """KdEdgeError unless a tile of ``height`` x ``width`` is a multiple of the model's stride (a U-Net's skip
+    connections cannot add feature maps of another size). A tile is never rounded silently: the message names
+    the nearest valid sizes."""
+    stride = model_stride(model)
+    if height % stride == 0 and width % stride == 0:
+        return
+    sizes = sorted({max(stride, v // stride * stride) for v in (height, width)}
+                   | {-(-v // stride) * stride for v in (height, width)})
+    given = str(height) if height == width else f"{height}x{width}"
+    raise KdEdgeError(f"{_model_name(model)}: tile {given} is not a multiple of the model's stride {stride}: "
+                      f"use e.g. {' or '.join(str(v) for v in sizes)}")
 
 
 def _check_image(image):

@@ -1,8 +1,15 @@
 """The ``kd-edge`` command line.
 
 Sub-commands live in their own modules and are imported only when invoked, so ``kd-edge --help``
-answers without importing TensorFlow. Exit codes: 0 ok, 1 failure, 2 usage error.
+answers without importing TensorFlow, and a sub-command's arguments are checked before TensorFlow is
+imported (``convert -t nosuch`` answers at once).
+
+Exit codes: 0 ok; 1 a one-line error (``kd-edge: error: <file>: <problem>``), which includes an input
+file or folder that does not exist; 2 a usage error: the command line itself is wrong (unknown command,
+option or target, a malformed or out-of-range value, a missing argument).
 """
+import copy
+import functools
 import importlib
 import logging
 import os
@@ -36,7 +43,7 @@ QUIET_TF_COMMANDS = {"models", "train-teacher", "distill", "prune", "quantize", 
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
 
-_state = {"debug": False, "argv": []}
+_state = {"debug": False}
 
 
 class LazyGroup(click.Group):
@@ -50,7 +57,10 @@ class LazyGroup(click.Group):
             return None
         target, _ = COMMANDS[name]
         module_name, attr = target.split(":")
-        return getattr(importlib.import_module(module_name), attr)
+        command = getattr(importlib.import_module(module_name), attr)
+        if name in QUIET_TF_COMMANDS:
+            command = _importing_tensorflow_first(command)
+        return command
 
     def format_commands(self, ctx, formatter):
         rows = [(name, help_line) for name, (_, help_line) in COMMANDS.items()]
@@ -58,8 +68,29 @@ class LazyGroup(click.Group):
             formatter.write_dl(rows)
 
 
+def _importing_tensorflow_first(command):
+    """A copy of ``command`` that imports TensorFlow (quietly, unless --verbose) after its arguments were parsed
+    and checked (so a usage error or ``-h`` never waits for TensorFlow) and before its body runs."""
+    body = command.callback
+
+    @functools.wraps(body)
+    def run(*args, **kwargs):
+        from kd_edge.quiet_import import import_tensorflow_quietly, is_quiet
+
+        if is_quiet():
+            import_tensorflow_quietly()
+        return body(*args, **kwargs)
+
+    wrapped = copy.copy(command)
+    wrapped.callback = run
+    return wrapped
+
+
 def configure_logging(verbose: bool):
     """Quiet TensorFlow/absl start-up noise unless --verbose. Must run before TensorFlow is imported."""
+    from kd_edge.quiet_import import set_quiet
+
+    set_quiet(not verbose)
     if verbose:
         os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -68,9 +99,10 @@ def configure_logging(verbose: bool):
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", category=FutureWarning)
-    warnings.filterwarnings("ignore", category=UserWarning, module=r"(tensorflow|tf_keras|keras|coremltools|tf2onnx).*")
+    warnings.filterwarnings("ignore", category=UserWarning,
+                            module=r"(tensorflow|tf_keras|keras|coremltools|tf2onnx|onnxconverter_common|onnxruntime).*")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
-    for noisy in ("tensorflow", "absl", "tf2onnx", "coremltools", "h5py"):
+    for noisy in ("tensorflow", "absl", "tf2onnx", "coremltools", "h5py", "onnxconverter_common", "onnxruntime"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
 
 
@@ -83,18 +115,12 @@ def cli(ctx, verbose, debug):
     """kd-edge: from a deblurring model to a phone, with proof of what it costs and keeps."""
     _state["debug"] = debug
     configure_logging(verbose)
-    wants_help = any(arg in ("-h", "--help") for arg in _state["argv"])
-    if not verbose and not wants_help and ctx.invoked_subcommand in QUIET_TF_COMMANDS:
-        from kd_edge.quiet_import import import_tensorflow_quietly
-
-        import_tensorflow_quietly()
 
 
 def main(argv=None):
     """Console entry point. Turns errors into one line and the documented exit codes."""
     argv = sys.argv[1:] if argv is None else list(argv)
     _state["debug"] = "--debug" in argv
-    _state["argv"] = argv
     try:
         rv = cli.main(args=argv, prog_name="kd-edge", standalone_mode=False)
     except click.exceptions.Exit as exc:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from kd_edge.cli.paths import ExistingPath, ensure_output_dir
 from kd_edge.errors import KdEdgeError
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
@@ -88,8 +89,8 @@ def _load_model(model, threads):
 
 
 @click.command(context_settings=CONTEXT_SETTINGS)
-@click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
-@click.option("--model", "model", type=click.Path(exists=True, path_type=Path), default=None,
+@click.argument("inputs", nargs=-1, required=True, type=ExistingPath(path_type=Path))
+@click.option("--model", "model", type=ExistingPath(path_type=Path), default=None,
               help="Model or artifact: .keras, .tflite, .onnx, .mlpackage (default: the embedded student).")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Output folder; each output keeps its input's file name and format.")
@@ -133,8 +134,7 @@ def deblur(ctx, inputs, model, out_dir, tile, overlap, blend, batch, force, seam
 
     if seam_check and tile == 0:
         raise click.UsageError("--seam-check compares tiles with the whole image: give a tile size, not --tile 0")
-    if out_dir.exists() and not out_dir.is_dir():
-        raise KdEdgeError(f"{out_dir}: --out is not a directory")
+    ensure_output_dir(out_dir)  # before the model loads: a folder that cannot be made or written is one line
     t_start = time.perf_counter()
     jobs, problems = collect_jobs(inputs, out_dir)
     records, todo, failed, kept = [], [], 0, 0

@@ -7,11 +7,12 @@ from pathlib import Path
 
 import click
 
+from kd_edge.cli.paths import ExistingPath, ensure_output_dir
 from kd_edge.errors import KdEdgeError
 
 
 @click.command("eval", context_settings={"help_option_names": ["-h", "--help"]})
-@click.argument("models", nargs=-1, metavar="[MODEL]...", type=click.Path(path_type=Path))
+@click.argument("models", nargs=-1, metavar="[MODEL]...", type=ExistingPath(path_type=Path))
 @click.option("--data", "data_dir", required=True, type=click.Path(path_type=Path),
               help="DBlur-layout folder: DIR/blur + DIR/sharp, or a dataset root with test/.")
 @click.option("--names", default=None, help="Comma-separated display names, one per MODEL (e.g. teacher,student). "
@@ -62,6 +63,7 @@ def evaluate(models, data_dir, names, bench_path, out_dir, seed, samples, limit,
     existing = [name for name in ("report.md", "report.html") if (Path(out_dir) / name).exists()]
     if existing and not force:
         raise KdEdgeError(f"{out_dir}: already holds a report ({', '.join(existing)}); pass --force to replace it")
+    ensure_output_dir(out_dir)  # before any model loads
 
     from kd_edge.report.build import write_report
 

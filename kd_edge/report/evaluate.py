@@ -256,6 +256,12 @@ def evaluate(data_dir, model_paths, *, names=None, limit=None, baselines=True, t
     entries = models if models is not None else load_models(model_paths, names, threads=threads)
     if not entries:
         raise KdEdgeError("no model to evaluate")
+    if tile:  # a tile the model cannot take fails here, once, before any image is read
+        from kd_edge.tiling import check_tile_stride
+
+        for entry in entries:
+            if getattr(entry.runtime, "input_size", None) is None:
+                check_tile_stride(entry.runtime, int(tile), int(tile))
 
     kernels = {name: kernel_path(split_dir, name) for name, _, _ in pairs} if baselines else {}
     baseline_names = list(classical.BASELINES) if any(kernels.values()) else []
