@@ -247,7 +247,6 @@ def convert(model_path, targets, out_dir, *, input_size=DEFAULT_INPUT_SIZE, cali
         start = time.perf_counter()
         result = convert_one(t, source, out_dir, size, options)
         result.seconds = time.perf_counter() - start
-        log("  " + result.summary())
         results.append(result)
     failed = [r for r in results if r.passed is False]
     if failed:

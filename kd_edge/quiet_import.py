@@ -54,8 +54,7 @@ def third_party_output_silenced():
     if not is_quiet():
         yield sys.stderr
         return
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    with warnings.catch_warnings(record=True) as caught:  # the filters in force still apply
         try:
             with stderr_silenced() as real:
                 yield real

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from kd_edge.cli.paths import ExistingPath, ensure_output_dir
+
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
 
 
@@ -52,7 +54,7 @@ def _default_model():
 @click.option("--input-size", default="256", show_default=True, callback=_check_input_size,
               help="Fixed square input side in pixels (a multiple of the model stride), or 'dynamic' for H x W "
                    "chosen at run time.")
-@click.option("--calib", type=click.Path(exists=True, file_okay=False),
+@click.option("--calib", type=ExistingPath(file_okay=False),
               help="Calibration images for int8 targets (DBlur layout or a folder of images); "
                    "default: built-in synthetic blurred images.")
 @click.option("--calib-count", default=32, show_default=True, type=click.IntRange(1, 10000),
@@ -85,11 +87,15 @@ def convert(model, targets, out_dir, input_size, calib, calib_count, int8_io, th
         model = _default_model()
         if model is None:
             raise click.UsageError("MODEL is required (no embedded default student in this build)")
+    from kd_edge.quiet_import import third_party_output_silenced
+
+    ensure_output_dir(out_dir)  # before the model loads: a folder that cannot be made or written is one line
     results, error = [], None
-    try:
-        results = run_convert(model, targets, out_dir, input_size=input_size, calib=calib, calib_count=calib_count,
-                              force=force, int8_io=int8_io, threads=threads,
-                              log=lambda msg: click.echo(msg, err=True))
+    try:  # converters' and runtimes' own output (progress bars, XNNPACK INFO, quantizer lines) only with --verbose
+        with third_party_output_silenced() as stderr:
+            results = run_convert(model, targets, out_dir, input_size=input_size, calib=calib,
+                                  calib_count=calib_count, force=force, int8_io=int8_io, threads=threads,
+                                  log=lambda msg: print(msg, file=stderr, flush=True))
     except InputSizeError as exc:
         raise click.BadParameter(str(exc), param_hint="'--input-size'") from None
     except ParityGateError as exc:
