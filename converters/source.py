@@ -1,9 +1,7 @@
 """The Keras model being converted: loaded once, with its hash, config, stride, params and MACs."""
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kd_edge.errors import InputFileError
 
 
 @dataclass
@@ -61,56 +59,6 @@ class SourceModel:
         return self._fixed["_trackable"]
 
 
-def _custom_objects():
-    try:
-        from kd_edge.models.layers import custom_objects
-    except ImportError:
-        return {}
-    return custom_objects()
-
-
-def load_keras(path):
-    """(model, manifest or None) through kd_edge.models.load_model when present, else tf_keras."""
-    path = Path(path)
-    if not path.exists():
-        raise InputFileError(path, "no such file")
-    if path.is_dir() or path.suffix != ".keras":
-        raise InputFileError(path, "not a Keras model (expected a .keras file written by kd-edge or tf_keras)")
-    try:
-        from kd_edge.models import load_model as zoo_load
-    except ImportError:
-        zoo_load = None
-    if zoo_load is not None:
-        return zoo_load(path)
-    import kd_edge  # noqa: F401  (tf_keras)
-    import tf_keras
-
-    try:
-        model = tf_keras.models.load_model(path, custom_objects=_custom_objects(), compile=False)
-    except Exception as exc:  # noqa: BLE001 - any failure to read is the user's file
-        raise InputFileError(path, f"cannot load Keras model ({type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''})") from exc
-    manifest = None
-    mpath = path.with_name(path.name + ".json")
-    if mpath.exists():
-        try:
-            manifest = json.loads(mpath.read_text())
-        except (OSError, ValueError) as exc:
-            raise InputFileError(mpath, f"unreadable model manifest ({exc})") from exc
-    return model, manifest
-
-
-def _fallback_stride(model) -> int:
-    stride = 1
-    for layer in model.layers:
-        s = getattr(layer, "strides", None)
-        if s and max(s) > 1:
-            stride *= max(s)
-        pool = getattr(layer, "pool_size", None)
-        if pool and type(layer).__name__.endswith("Pooling2D") and max(pool) > 1:
-            stride *= max(pool)
-    return stride
-
-
 def _profiled_macs(source, h=256, w=256):
     """MACs at HxW from TensorFlow's graph profiler (FLOPs / 2) on the frozen batch-1 graph."""
     import tensorflow as tf
@@ -124,26 +72,30 @@ def _profiled_macs(source, h=256, w=256):
 
 
 def load_source(path) -> SourceModel:
+    """The model file at ``path`` (.keras, .h5 or SavedModel, through the one loader) as a SourceModel."""
+    from kd_edge.models import load_model
+
+    model, manifest = load_model(path)
+    return source_of(model, path, manifest)
+
+
+def source_of(model, path, manifest=None) -> SourceModel:
+    """A SourceModel for an in-memory Keras ``model`` saved at ``path`` (its file gives the sha256)."""
     from kd_edge.converters.manifest import sha256_of
 
     path = Path(path)
-    model, manifest = load_keras(path)
     manifest = manifest or {}
-    try:
-        from kd_edge import models as zoo
-    except ImportError:
-        zoo = None
-    stride = manifest.get("stride")
-    if stride is None and zoo is not None and hasattr(zoo, "model_stride"):
-        stride = zoo.model_stride(model)
-    stride = int(stride or _fallback_stride(model))
+    from kd_edge import models as zoo
+
+    # computed, not read from the manifest: manifests written before the stride rule was fixed hold wrong values
+    stride = int(zoo.model_stride(model))
     params = manifest.get("params")
     if params is None:
-        params = int(zoo.count_params(model)) if zoo is not None and hasattr(zoo, "count_params") else int(model.count_params())
+        params = int(zoo.count_params(model))
     macs = manifest.get("macs_256")
-    if macs is None:
+    if macs is None and 256 % stride == 0:
         try:
-            macs = int(zoo.count_macs(model, height=256, width=256)) if zoo is not None and hasattr(zoo, "count_macs") else None
+            macs = int(zoo.count_macs(model, height=256, width=256))
         except Exception:  # noqa: BLE001 - MACs are informative only
             macs = None
     source = SourceModel(

@@ -1,6 +1,7 @@
 """One runtime loader for every model format kd-edge produces.
 
-``load(path, threads=None)`` returns a :class:`Runtime` for a Keras model (``.keras``), a TFLite
+``load(path, threads=None)`` returns a :class:`Runtime` for a Keras model (``.keras``, ``.h5`` or a
+SavedModel folder, read by :func:`kd_edge.models.load_model`), a TFLite
 model (``.tflite``, run by LiteRT), an ONNX model (``.onnx``, run by ONNX Runtime) or a Core ML
 package (``.mlpackage``; executes on macOS only). ``predict(x)`` always takes and returns float32
 NHWC images in [0, 1]; integer I/O is quantised/dequantised with the model's own parameters, and a
@@ -19,7 +20,8 @@ import numpy as np
 
 from kd_edge.errors import InputFileError, KdEdgeError
 
-KINDS = {".keras": "keras", ".tflite": "tflite", ".onnx": "onnx", ".mlpackage": "coreml"}
+KINDS = {".keras": "keras", ".h5": "keras", ".hdf5": "keras", ".tflite": "tflite", ".onnx": "onnx",
+         ".mlpackage": "coreml"}
 
 
 class UnverifiedArtifactWarning(UserWarning):
@@ -87,9 +89,9 @@ class KerasRuntime(Runtime):
 
     def __init__(self, path, manifest, verified, threads=None):
         super().__init__(path, manifest, verified)
-        from kd_edge.converters.source import load_keras
+        from kd_edge.models import load_model
 
-        self.model, own_manifest = load_keras(path)
+        self.model, own_manifest = load_model(path, verify=False)  # load() has checked the sha256
         self.manifest = manifest or own_manifest or {}
         shape = self.model.input_shape
         if shape[1] is not None and shape[2] is not None:
@@ -211,11 +213,16 @@ RUNTIMES = {"keras": KerasRuntime, "tflite": TFLiteRuntime, "onnx": OnnxRuntime,
 
 
 def kind_of(path) -> str:
+    """'keras' (.keras, .h5, a SavedModel folder), 'tflite', 'onnx' or 'coreml'; InputFileError otherwise."""
+    from kd_edge.models.loading import is_savedmodel
+
     path = Path(path)
+    if is_savedmodel(path):
+        return "keras"
     kind = KINDS.get(path.suffix.lower())
     if kind is None:
         raise InputFileError(path, f"unknown model format {path.suffix or '(no suffix)'!r}; expected one of "
-                                   f"{', '.join(KINDS)}")
+                                   f"{', '.join(KINDS)} or a SavedModel folder")
     return kind
 
 

@@ -20,7 +20,8 @@ from kd_edge.models.registry import (  # noqa: F401
     check_input_size,
     get_spec,
 )
-from kd_edge.models.saving import load_model, manifest_path, read_manifest, save_model  # noqa: F401
+from kd_edge.models.loading import load_model  # noqa: F401
+from kd_edge.models.saving import manifest_path, read_manifest, save_model  # noqa: F401
 
 
 def count_params(model) -> int:

@@ -14,8 +14,9 @@ tf_keras 2.21 / tfmot 0.8 (their variables are created twice on load and the wei
 match), so they are stored in Keras' HDF5 layout under the same ``.keras`` name (``layout: "h5"``) and
 loaded inside tfmot's ``prune_scope``/``quantize_scope``; :func:`load_model` tells them apart by content.
 
-``extra`` keys are merged at the top level (they may not replace the keys above). ``load_model`` checks
-the sha256 recorded in the manifest when there is one, so a truncated or replaced file is refused.
+``extra`` keys are merged at the top level (they may not replace the keys above). Loading (any ``.keras``,
+``.h5`` or SavedModel) is :mod:`kd_edge.models.loading`: it checks the sha256 recorded in the manifest when
+there is one, so a truncated or replaced file is refused.
 """
 import datetime
 import hashlib
@@ -145,66 +146,3 @@ def is_tfmot_wrapped(model) -> bool:
     """True if ``model`` contains tfmot pruning or quantization wrappers."""
     return any(type(layer).__name__ in TFMOT_WRAPPERS for layer in model.layers)
 
-
-def _load_keras(path):
-    import zipfile
-
-    import tf_keras
-
-    from kd_edge.models.layers import custom_objects
-
-    if zipfile.is_zipfile(path):
-        return tf_keras.models.load_model(path, custom_objects=custom_objects(), compile=False, safe_mode=True)
-    # HDF5 layout (tfmot-wrapped models, see save_model): deserialise inside tfmot's scopes
-    import tensorflow_model_optimization as tfmot
-
-    from kd_edge.models.quantize_support import quantize_scope
-
-    with tfmot.sparsity.keras.prune_scope(), quantize_scope():
-        return tf_keras.models.load_model(path, custom_objects=custom_objects(), compile=False)
-
-
-def load_model(path, *, verify=True):
-    """Load a ``.keras`` model and its manifest: returns ``(model, manifest)``.
-
-    Raises :class:`InputFileError` naming the file if it is missing, unreadable, not a Keras model, or does
-    not match the sha256 of its manifest (``verify=False`` skips that check). Without a manifest, a minimal
-    one is derived from the model itself (``arch`` None).
-    """
-    path = Path(path)
-    if not path.exists():
-        raise InputFileError(path, "no such model file")
-    if path.is_dir():
-        raise InputFileError(path, "is a directory, expected a .keras model file")
-    if path.suffix != ".keras":
-        raise InputFileError(path, "not a .keras model file")
-    manifest = read_manifest(path)
-    if verify and manifest and manifest.get("sha256"):
-        actual = sha256_file(path)
-        if actual != manifest["sha256"]:
-            raise InputFileError(path, f"sha256 {actual[:12]}... does not match its manifest "
-                                       f"({manifest['sha256'][:12]}...): the file was modified or truncated")
-    try:
-        model = _load_keras(str(path))
-    except Exception as exc:  # noqa: BLE001 - every failure becomes one line naming the file
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputFileError(path, f"cannot load Keras model: {first[:300]}") from exc
-    if manifest is None:
-        from kd_edge.models.complexity import count_params, model_stride
-
-        fixed = model.inputs[0].shape[1:3]
-        manifest = {
-            "format": "keras",
-            "file": path.name,
-            "arch": None,
-            "config": None,
-            "params": count_params(model),
-            "stride": model_stride(model),
-            "input_size": [int(d) for d in fixed] if all(d is not None for d in fixed) else None,
-            "sha256": sha256_file(path),
-            "lineage": [],
-        }
-    from kd_edge.models.registry import attach_config
-
-    attach_config(model, manifest.get("arch"), manifest.get("config"))
-    return model, manifest
