@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from kd_edge.cli.model_options import model_loading_options
+
 from kd_edge.cli.paths import ExistingPath, ensure_output_dir
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
@@ -64,8 +66,10 @@ def _default_model():
 @click.option("--threads", type=click.IntRange(1, 256), help="CPU threads for the parity runs (LiteRT / ONNX Runtime).")
 @click.option("--force", is_flag=True, help="Overwrite existing artifacts and manifests.")
 @click.option("--json", "json_file", type=click.Path(dir_okay=False), help="Also write a JSON summary of the results here.")
+@model_loading_options
 def convert(model, targets, out_dir, input_size, calib, calib_count, int8_io, threads, force, json_file):
-    """Convert MODEL (.keras; default: the embedded student) to mobile/edge formats, each gated on parity.
+    """Convert MODEL (.keras, .h5 or a SavedModel folder; default: the embedded student) to mobile/edge formats,
+    each gated on parity.
 
     Each artifact is run in its real runtime (LiteRT, ONNX Runtime) on probe images and compared with
     Keras; below the target's threshold (fp32 60 dB, fp16 45 dB, dynamic 35 dB, int8 30 dB) nothing
