@@ -79,7 +79,9 @@ def _load_model(model, threads):
             import_tensorflow_quietly()
         except ImportError:
             pass
-    with warnings.catch_warnings(record=True) as caught:
+    from kd_edge.quiet_import import third_party_output_silenced
+
+    with third_party_output_silenced(), warnings.catch_warnings(record=True) as caught:  # no XNNPACK INFO line
         warnings.simplefilter("always")
         runtime = load(model, threads=threads)
     for w in caught:

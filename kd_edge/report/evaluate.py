@@ -136,6 +136,7 @@ def parse_names(text, count):
 
 def load_models(paths, names=None, *, threads=None):
     """Load every model through kd_edge.runtime.load; returns [ModelEntry]."""
+    from kd_edge.quiet_import import third_party_output_silenced
     from kd_edge.runtime import load
 
     paths = [str(p) for p in paths]
@@ -144,7 +145,8 @@ def load_models(paths, names=None, *, threads=None):
     for name, path in zip(names, paths):
         if not Path(path).exists():
             raise InputFileError(path, f"model {name!r} does not exist")
-        runtime = load(path, threads=threads)
+        with third_party_output_silenced():  # no runtime log lines (XNNPACK INFO) unless --verbose
+            runtime = load(path, threads=threads)
         manifest = dict(getattr(runtime, "manifest", None) or {})
         entries.append(ModelEntry(name=name, path=path, runtime=runtime, kind=getattr(runtime, "kind", "?"),
                                   manifest=manifest, params=_params(runtime, manifest), file_bytes=_file_bytes(path),
