@@ -33,11 +33,13 @@ from kd_edge.errors import KdEdgeError
 @click.option("--align", default=0, show_default=True, type=click.IntRange(0, 16),
               help="Score each output at its best integer shift within +-N px, N-px borders cropped (the Levin et al. "
                    "protocol for off-centre kernels, e.g. N=7 for levin09_gray).")
+@click.option("--do-no-harm/--no-do-no-harm", "do_no_harm", default=True, show_default=True,
+              help="Also run each model on the sharp images and report PSNR(model(sharp), sharp).")
 @click.option("--threads", default=None, type=click.IntRange(1), help="Threads for LiteRT / ONNX Runtime.")
 @click.option("--no-reference", is_flag=True, help="Leave out the P100/Helen reference section.")
 @click.option("--force", is_flag=True, help="Replace a report already in --out.")
-def evaluate(models, data_dir, names, bench_path, out_dir, seed, samples, limit, baselines, tile, align, threads,
-             no_reference, force):
+def evaluate(models, data_dir, names, bench_path, out_dir, seed, samples, limit, baselines, tile, align, do_no_harm,
+             threads, no_reference, force):
     """Evaluate MODEL... (Keras .keras, .tflite, .onnx, .mlpackage) on the test pairs of --data and write a report.
 
     With no MODEL, the embedded default student is evaluated.
@@ -71,7 +73,7 @@ def evaluate(models, data_dir, names, bench_path, out_dir, seed, samples, limit,
         warnings.showwarning = _one_line_warning  # e.g. an artifact without a manifest loads unverified
         result = run_evaluation(data_dir, [str(m) for m in models], names=name_list, limit=limit,
                                 baselines=baselines, tile=tile or None, seed=seed, samples=samples, threads=threads,
-                                progress=True, align=align)
+                                progress=True, align=align, do_no_harm=do_no_harm)
         written = write_report(result, out_dir, bench_path=bench_path, reference=not no_reference)
     _print_summary(result, out_dir, written)
 
@@ -88,5 +90,8 @@ def _print_summary(result, out_dir, written):
     for column in result.columns:
         s = stats.column_summary(result, column)
         click.echo(f"  {column:<{width}}  PSNR {s['psnr']['mean']:7.2f} dB  SSIM {s['ssim']['mean']:.4f}")
+    for name, values in stats.do_no_harm(result).items():
+        click.echo(f"  {name:<{width}}  do no harm: PSNR(model(sharp), sharp) mean {values['mean']:.2f} dB, "
+                   f"min {values['min']:.2f} dB")
     click.echo(f"Report: {Path(out_dir) / 'report.html'} (and report.md, per_image.csv, summary.json, "
                f"{sum(1 for n in written if n.endswith('.png'))} PNG figures)")

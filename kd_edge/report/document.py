@@ -12,6 +12,8 @@ from kd_edge import __version__
 from kd_edge.report import baselines as classical
 from kd_edge.report.evaluate import BLURRED
 
+DO_NO_HARM_TARGET_DB = 35.0  # issue 13: PSNR(model(sharp), sharp) on real sharp photos
+
 
 @dataclass
 class Block:
@@ -112,6 +114,14 @@ def build(result, summary, figures, cost=None, reference=None, csv_name="per_ima
     blocks.append(Block("table", header=header, rows=rows))
     blocks.append(Block("p", f"Per-image scores: [`{csv_name}`]({csv_name}) (one row per image, PSNR and SSIM of "
                              "every model, the blurred input and the baselines)."))
+    harm = summary.get("do_no_harm") or {}
+    if harm:
+        blocks.append(Block("p", f"**Do no harm**: each model run on the sharp images themselves, PSNR(model(sharp), "
+                                 f"sharp) in dB (target >= {DO_NO_HARM_TARGET_DB:.0f} dB: a deblurring model must "
+                                 "leave a sharp photo almost unchanged)."))
+        blocks.append(Block("table", header=["Model", "do no harm mean (dB)", "median", "min", "images"],
+                            rows=[[name, fmt(h["mean"]), fmt(h["median"]), fmt(h["min"]), str(h["n"])]
+                                  for name, h in harm.items()]))
 
     # 1.2 Distributions
     blocks.append(Block("h", "1.2 Distribution analysis", level=3))

@@ -61,6 +61,7 @@ class EvalResult:
     samples: list = field(default_factory=list)
     notes: list = field(default_factory=list)
     align: int = 0               # shift search radius used for scoring (0: none)
+    do_no_harm: dict = field(default_factory=dict)  # model -> PSNR(model(sharp), sharp) per image (NaN: not run)
 
     @property
     def columns(self):
@@ -239,11 +240,12 @@ def align_to(image, sharp, radius):
 
 
 def evaluate(data_dir, model_paths, *, names=None, limit=None, baselines=True, tile=None, seed=0,
-             samples=DEFAULT_SAMPLES, threads=None, progress=True, models=None, align=0) -> EvalResult:
+             samples=DEFAULT_SAMPLES, threads=None, progress=True, models=None, align=0, do_no_harm=True) -> EvalResult:
     """Score every model (and the blurred floor, and the baselines where kernels exist) on every image.
 
     ``models`` may pass already loaded ModelEntry objects instead of ``model_paths``. ``align`` > 0 scores each
-    output at its best integer alignment within +-align px (see align_to).
+    output at its best integer alignment within +-align px (see align_to). ``do_no_harm``: also run every model
+    on the sharp image and record PSNR(model(sharp), sharp), unaligned (a model must leave a sharp photo as it is).
     """
     from tqdm import tqdm
 
@@ -279,6 +281,7 @@ def evaluate(data_dir, model_paths, *, names=None, limit=None, baselines=True, t
     columns = [BLURRED, *baseline_names, *(e.name for e in entries)]
     psnr = {c: np.full(len(pairs), np.nan) for c in columns}
     ssim = {c: np.full(len(pairs), np.nan) for c in columns}
+    harm = {e.name: np.full(len(pairs), np.nan) for e in entries} if do_no_harm else {}
     kept, sizes = [], []
 
     bar = tqdm(pairs, desc="eval", unit="img", disable=not progress, dynamic_ncols=True, leave=False)
@@ -296,6 +299,8 @@ def evaluate(data_dir, model_paths, *, names=None, limit=None, baselines=True, t
             for entry in entries:
                 try:
                     outputs[entry.name] = restore_image(entry, blur, tile=tile)
+                    if do_no_harm:
+                        harm[entry.name][i] = metrics.psnr(restore_image(entry, sharp, tile=tile), sharp)
                 except KdEdgeError as exc:
                     raise KdEdgeError(f"model {entry.name!r} ({entry.path}) failed on {blur_path}: {exc}") from exc
                 except Exception as exc:  # noqa: BLE001 - any runtime failure becomes one line naming model and image
@@ -316,7 +321,7 @@ def evaluate(data_dir, model_paths, *, names=None, limit=None, baselines=True, t
         entry.runtime = None  # release the models; the result keeps only what the report shows
     return EvalResult(data_dir=str(data_dir), split_dir=str(split_dir), seed=int(seed), tile=tile,
                       images=[p[0] for p in pairs], sizes=sizes, models=list(entries), baselines=baseline_names,
-                      psnr=psnr, ssim=ssim, samples=kept, notes=notes, align=int(align or 0))
+                      psnr=psnr, ssim=ssim, samples=kept, notes=notes, align=int(align or 0), do_no_harm=harm)
 
 
 def _first_line(exc):
@@ -326,15 +331,18 @@ def _first_line(exc):
 
 # --------------------------------------------------------------------------------------------- CSV
 def csv_rows(result: EvalResult):
-    """Header and rows of the per-image CSV: file, then <column>_psnr and <column>_ssim for every column."""
+    """Header and rows of the per-image CSV: file, then <column>_psnr and <column>_ssim for every column, then
+    <model>_do_no_harm_psnr (PSNR(model(sharp), sharp)) for every model when it was measured."""
     header = ["file"]
     for column in result.columns:
         header += [f"{column}_psnr", f"{column}_ssim"]
+    header += [f"{name}_do_no_harm_psnr" for name in result.do_no_harm]
     rows = []
     for i, name in enumerate(result.images):
         row = [name]
         for column in result.columns:
             row += [_num(result.psnr[column][i]), _num(result.ssim[column][i])]
+        row += [_num(values[i]) for values in result.do_no_harm.values()]
         rows.append(row)
     return header, rows
 

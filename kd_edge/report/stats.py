@@ -152,7 +152,13 @@ def summarize(result):
         "teacher": teacher_name(result),
         "retention": retention(result, summaries),
         "conversion": conversion_cost(result),
+        "do_no_harm": do_no_harm(result),
     }
+
+
+def do_no_harm(result):
+    """{model: aggregate of PSNR(model(sharp), sharp) over the images} where it was measured; {} otherwise."""
+    return {name: aggregate(values) for name, values in (getattr(result, "do_no_harm", None) or {}).items()}
 
 
 def gaussian_kde(values, grid):
