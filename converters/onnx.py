@@ -3,7 +3,6 @@ int8 (static QDQ quantization calibrated through onnxruntime.quantization).
 
 Input ``[1, H, W, 3]`` named ``input`` (NHWC, as the Keras model); dynamic: ``[N, H, W, 3]`` all symbolic.
 """
-import logging
 from collections import Counter
 
 from kd_edge.converters.registry import Target, register
@@ -71,39 +70,34 @@ def convert_fp16(source, path, options):
 
 
 def convert_int8(source, path, options):
-    import numpy as np
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-
+    """Static QDQ int8 with the portable recipe of kd_edge.converters.onnx_int8 (u8s8, 7-bit per-channel weights,
+    clips folded for the quantizer); refuses a graph whose weights could saturate x86 u8s8 kernels."""
+    from kd_edge.converters import int8_saturation, onnx_int8
     from kd_edge.converters.parity import representative
     from kd_edge.converters.tflite import calibration_size
+    from kd_edge.errors import KdEdgeError
 
     size = calibration_size(options, source.stride)
     images = representative(options.get("calib"), options.get("calib_count", 32), size)
-
-    class Reader(CalibrationDataReader):
-        def __init__(self):
-            self._it = iter([{"input": np.asarray(img[None], np.float32)} for img in images])
-
-        def get_next(self):
-            return next(self._it, None)
-
+    proto = _fp32_model(source, options)
+    clips = onnx_int8.fold_min_max_to_clip(proto)
     fp32_path = path.with_name(path.name + ".fp32.onnx")
     try:
-        _save(_fp32_model(source, options), fp32_path)
-        root = logging.getLogger()
-        level = root.level
-        root.setLevel(logging.ERROR)  # quantize_static logs a generic "consider pre-processing" hint on root
-        try:
-            quantize_static(str(fp32_path), str(path), Reader(), quant_format=QuantFormat.QDQ,
-                            activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, per_channel=True)
-        finally:
-            root.setLevel(level)
+        _save(proto, fp32_path)
+        onnx_int8.quantize(fp32_path, path, images)
     finally:
         if fp32_path.exists():
             fp32_path.unlink()
+    bounds = int8_saturation.pair_bounds(path)
+    if not bounds["safe"]:
+        raise KdEdgeError(f"onnx-int8: {bounds['unsafe_convs']} convolutions could saturate int16 pair sums on x86 "
+                          "without VNNI; the artifact would not be portable")
     return {"opset": OPSET, "transpose_cleanup": _transpose_cleanup(source, options),
             "calibration": {"images": int(len(images)), "size": int(size), "method": "MinMax", "format": "QDQ",
-                            "source": str(options["calib"]) if options.get("calib") else "built-in synthetic blurred images"}}
+                            "source": str(options["calib"]) if options.get("calib") else "built-in synthetic blurred images"},
+            "int8": {"quantization": dict(onnx_int8.SETTINGS), "assumes": onnx_int8.ASSUMES,
+                     "clips_folded": clips,
+                     "int16_pair_bounds": {k: v for k, v in bounds.items() if k != "layers"}}}
 
 
 _DTYPES = {1: "float32", 10: "float16", 3: "int8", 2: "uint8", 6: "int32", 7: "int64"}
@@ -136,4 +130,4 @@ register(Target("onnx-fp32", precision="fp32", convert=convert_fp32, description
 register(Target("onnx-fp16", precision="fp16", convert=convert_fp16,
                 description="float16 ONNX with float32 inputs/outputs (keep_io_types)", **_COMMON))
 register(Target("onnx-int8", precision="int8", convert=convert_int8,
-                description="static int8 QDQ (onnxruntime.quantization, per-channel weights)", **_COMMON))
+                description="static int8 QDQ, uint8 activations, 7-bit per-channel int8 weights (portable)", **_COMMON))
