@@ -34,16 +34,61 @@ def _wrapped(layer):
     return layer
 
 
-def model_stride(model) -> int:
-    """Total down-sampling factor: the product of the strides of every strided conv/pooling layer.
+# A side with many small factors: every stride product up to 1024 of 2s (and 3, 5) divides it exactly, so each
+# feature map's side over this side is the exact scale of that map.
+_PROBE_SIDE = 2 ** 10 * 3 * 5
+_MIN_SIDE = 8       # smaller maps are global (pooling to 1x1, attention), not a down-sampling level
+_MAX_STRIDE = 1024
 
-    An input's height and width must be multiples of it. Exact for the zoo's U-Nets (encoder strides are
-    sequential); recorded in each manifest as ``stride``.
-    """
+
+def _traced_scales(model, side):
+    """Scales (Fractions) of every 4-D feature map computed from the input, the model traced at side x side."""
+    from fractions import Fraction
+
+    import tensorflow as tf
+
+    channels = model.inputs[0].shape[-1] or 3
+    fixed = model.inputs[0].shape[1:3]
+    if all(d is not None for d in fixed):
+        model = _with_input_size(model, side, side, channels)
+
+    @tf.function
+    def forward(x):
+        return model(x, training=False)
+
+    graph = forward.get_concrete_function(tf.TensorSpec([1, side, side, channels], tf.float32)).graph
+    reached, frontier = set(), [graph.inputs[0]]
+    consumers = {}
+    for op in graph.get_operations():
+        for tensor in op.inputs:
+            consumers.setdefault(tensor.ref(), []).append(op)
+    scales = set()
+    while frontier:
+        tensor = frontier.pop()
+        for op in consumers.get(tensor.ref(), []):
+            if op.name in reached:
+                continue
+            reached.add(op.name)
+            for out in op.outputs:
+                frontier.append(out)
+                shape = out.shape
+                # a feature map of the square probe is square; other 4-D tensors (a LayerNorm's reshape to
+                # [1, H*W, C, 1], ...) are not feature maps, nor are sides that are no exact fraction of the input
+                if shape.rank == 4 and shape[0] == 1 and shape[1] is not None and shape[1] == shape[2] \
+                        and shape[1] >= _MIN_SIDE:
+                    scale = Fraction(int(shape[1]), side)
+                    if scale.denominator <= _MAX_STRIDE and scale <= _MAX_STRIDE:
+                        scales.add(scale)
+    return scales
+
+
+def _layer_stride(model) -> int:
+    """Fallback when the graph has no static shapes: the product of the down-sampling layers' strides."""
     stride = 1
     for layer in model.layers:
         inner = _wrapped(layer)
-        if inner.__class__.__name__.startswith("Global"):
+        name = inner.__class__.__name__
+        if name.startswith("Global") or "Transpose" in name or name.startswith("UpSampling"):
             continue
         strides = getattr(inner, "strides", None)
         if strides is None:
@@ -51,6 +96,30 @@ def model_stride(model) -> int:
         strides = tuple(strides) if isinstance(strides, (tuple, list)) else (strides, strides)
         stride *= max(int(s) for s in strides)
     return stride
+
+
+def model_stride(model) -> int:
+    """The down-sampling factor an input side must be a multiple of: the least common multiple of the
+    denominators of every feature map's scale relative to the input.
+
+    Traced, not read from layer types, so up-sampling (Conv2DTranspose, UpSampling2D, depth_to_space) counts
+    as up, and any custom layer counts as it really behaves: a 2-level U-Net with stride-2 convs down and
+    Conv2DTranspose up has stride 4 (its deepest map is 1/4), not the 16 the product of all strides gives.
+    Recorded in each manifest as ``stride``.
+    """
+    import math
+
+    try:
+        scales = _traced_scales(model, _PROBE_SIDE)
+    except Exception:  # noqa: BLE001 - a model that cannot trace at the probe side: count its layers
+        scales = set()
+    if not scales:
+        return _layer_stride(model)
+    stride = 1
+    for scale in scales:
+        if scale > 0:
+            stride = math.lcm(stride, scale.denominator)
+    return int(stride)
 
 
 def _graph_macs(graph):
