@@ -230,7 +230,9 @@ def raw_ranges(runner, root, stress_size, sets, harm):
 
     fixed = runner.runtime.input_size
     multiple = math.lcm(8, runner.stride)
-    size = int(fixed[0]) if fixed is not None and fixed[0] == fixed[1] else -(-int(stress_size) // multiple) * multiple
+    size = -(-int(stress_size) // multiple) * multiple  # fixed-size artifacts: at their own size when legal, else tiled
+    if fixed is not None and fixed[0] == fixed[1] and int(fixed[0]) % multiple == 0:
+        size = int(fixed[0])
     synthetic = {}
     for name, image in stress_inputs(size, runner.stride):
         raw = runner.raw(image)
