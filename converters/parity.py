@@ -121,3 +121,52 @@ def gate(target, source, runtime, probes_by_size) -> dict:
         "metric": "minimum PSNR (dB, max_val 1) over probe images vs the Keras model",
         "probes": records,
     }
+
+
+# --------------------------------------------------------------------------------------- parity on the target
+TARGET_PROBE_COUNT = 2
+TARGET_PROBE_SEED = PROBE_SEED + 1
+TARGET_PROBE_DYNAMIC = (64, 96)  # probe H, W for dynamic-shape artifacts (rounded up to the stride)
+
+
+def probe_file_path(artifact):
+    """The sidecar ``<artifact>.parity.npz`` that lets ``kd-edge bench`` re-measure parity where it runs."""
+    from pathlib import Path
+
+    artifact = Path(artifact)
+    return artifact.with_name(artifact.name + ".parity.npz")
+
+
+def target_probe(source, size, stride):
+    """(npz bytes, inputs, stored reference, record) for the sidecar: ``inputs`` uint8 N x H x W x 3 (the model input is inputs / 255, so
+    any machine rebuilds it exactly) and ``reference`` the Keras output on them as float16 (a compact copy:
+    the float16 rounding alone scores ``storage_floor_db``, far above every gate)."""
+    import hashlib
+    import io
+
+    if size is None:
+        size = tuple(-(-v // stride) * stride for v in TARGET_PROBE_DYNAMIC)
+    images = synthetic_blurred(TARGET_PROBE_COUNT, size, seed=TARGET_PROBE_SEED)
+    inputs = np.round(images * 255.0).astype(np.uint8)
+    reference = np.asarray(source.predict(inputs.astype(np.float32) / np.float32(255.0)), np.float32)
+    stored = reference.astype(np.float16)
+    buf = io.BytesIO()
+    np.savez_compressed(buf, inputs=inputs, reference=stored)
+    data = buf.getvalue()
+    record = {
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "images": int(len(inputs)), "shape": list(inputs.shape[1:]), "seed": TARGET_PROBE_SEED,
+        "generator": "kd_edge.converters.parity.synthetic_blurred, rounded to uint8",
+        "inputs": "uint8; the model input is inputs / 255 (float32 NHWC)",
+        "reference": "the Keras model's output on those inputs, stored as float16",
+        "reference_sha256": hashlib.sha256(reference.tobytes()).hexdigest(),
+        "storage_floor_db": float(np.min(np.atleast_1d(psnr(reference, stored.astype(np.float32))))),
+        "metric": "minimum PSNR (dB, max_val 1) over the probe images vs the stored reference",
+    }
+    return data, inputs, stored, record
+
+
+def measure_on_probe(runtime, inputs, reference) -> float:
+    """Minimum PSNR of ``runtime`` on the sidecar's probe against its stored reference."""
+    candidate = runtime.predict(inputs.astype(np.float32) / np.float32(255.0))
+    return float(np.min(np.atleast_1d(psnr(reference.astype(np.float32), candidate))))

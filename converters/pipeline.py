@@ -10,6 +10,7 @@ from pathlib import Path
 
 from kd_edge.converters import manifest as mf
 from kd_edge.converters import registry
+from kd_edge.converters.parity import probe_file_path
 from kd_edge.errors import KdEdgeError
 
 DEFAULT_INPUT_SIZE = 256
@@ -173,42 +174,59 @@ def convert_one(target, source, out_dir, size, options, log=print):
     final = artifact_path(out_dir, source.stem, target)
     tmp = final.with_name(f".{final.name}.{uuid.uuid4().hex[:8]}.tmp{target.suffix}")
     tmp_manifest = tmp.with_name(tmp.name + ".json")
+    tmp_probe = tmp.with_name(tmp.name + ".parity.npz")
     try:
         extra = target.convert(source, tmp, options) or {}
         facts = target.inspect(tmp)
-        parity = _run_gate(target, source, tmp, size, options)
+        parity, probe_bytes = _run_gate(target, source, tmp, size, options)
         manifest = build_manifest(target, source, size, tmp, final, extra, facts, parity, options)
         passed = parity.get("passed")
         if passed is False:
             return ConversionResult(target.name, None, None, manifest, False)
         mf_path = mf.manifest_path(final)
         mf.write_manifest_file(tmp_manifest, manifest)
-        # publish: the artifact first, then the manifest that vouches for it
+        tmp_probe.write_bytes(probe_bytes)
+        # publish: the artifact and its parity probe first, then the manifest that vouches for both
         if final.is_dir():
             _remove(final)
         os.replace(tmp, final)
+        os.replace(tmp_probe, probe_file_path(final))
         os.replace(tmp_manifest, mf_path)
         return ConversionResult(target.name, final, mf_path, manifest, passed)
     finally:
         _remove(tmp)
         _remove(tmp_manifest)
+        _remove(tmp_probe)
 
 
 def _run_gate(target, source, tmp, size, options):
-    from kd_edge.converters.parity import PROBE_SEED, gate
+    """(parity record, bytes of the ``.parity.npz`` sidecar that lets bench re-measure parity on its host)."""
+    from kd_edge.converters.parity import PROBE_SEED, gate, measure_on_probe, target_probe
     from kd_edge.runtime import RUNTIMES
 
+    probe_bytes, inputs, reference, probe = target_probe(source, size, source.stride)
+    probe.update(file=probe_file_path(artifact_path(".", source.stem, target)).name, threshold_db=target.gate_db)
     if target.ecosystem == "coreml":
         from kd_edge.converters.coreml import can_execute, not_measured
 
         if not can_execute():
-            return not_measured(target)
+            return dict(not_measured(target), target_probe=dict(probe, psnr_db=None), host=_cpu_facts()), probe_bytes
     runtime = RUNTIMES[target.ecosystem](tmp, None, False, threads=options.get("threads"))
     parity = gate(target, source, runtime, _probe_sets(size, source.stride, options.get("calib")))
     calib = options.get("calib")
     parity["probe_source"] = (f"crops of {calib} (seed {PROBE_SEED})" if calib and size is not None
                               else f"built-in synthetic blurred scenes (seed {PROBE_SEED})")
-    return parity
+    parity["target_probe"] = dict(probe, psnr_db=measure_on_probe(runtime, inputs, reference))
+    parity["host"] = _cpu_facts()
+    return parity, probe_bytes
+
+
+def _cpu_facts():
+    """The CPU the gate ran on: int8 kernels differ by instruction set (avx2, avx512_vnni, asimddp...)."""
+    from kd_edge.benchmarks.runner import host_facts
+
+    facts = host_facts()
+    return {k: facts[k] for k in ("cpu_model", "machine", "isa_flags")}
 
 
 def convert(model_path, targets, out_dir, *, input_size=DEFAULT_INPUT_SIZE, calib=None, calib_count=32,
