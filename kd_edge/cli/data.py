@@ -3,7 +3,9 @@ from pathlib import Path
 
 import click
 
-from kd_edge.errors import KdEdgeError
+from kd_edge.cli.messages import shows_warnings_in_one_line
+from kd_edge.cli.paths import ExistingPath
+from kd_edge.errors import InputFileError, KdEdgeError
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
 
@@ -29,11 +31,12 @@ def data():
               help="Add Gaussian sensor noise, sigma uniform in [0, SIGMA] (fraction of full scale, e.g. 0.01).")
 @click.option("--photo-fraction", default=None, type=click.FloatRange(0.0, 1.0), metavar="F",
               help="Built-in source only: share of scikit-image photographs vs dead-leaves images [0.35].")
-@click.option("--from-json", "from_json", type=click.Path(exists=True, path_type=Path), default=None,
+@click.option("--from-json", "from_json", type=ExistingPath(dir_okay=False, path_type=Path), default=None,
               metavar="SYNTH_JSON", help="Regenerate the set an earlier synth.json describes (its parameters win).")
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1),
               help="Processes generating pairs (the files are identical for any number).")
 @click.option("--force", is_flag=True, help="Replace OUT_DIR if it exists and is not empty.")
+@shows_warnings_in_one_line  # a skipped source file is one line, not a UserWarning with its source line
 def synth(paths, count, size, seed, test_fraction, kernel_min, kernel_max, defocus, noise, photo_fraction, from_json,
           workers, force):
     """Write a DBlur-layout dataset of synthetic camera-shake blur to OUT_DIR (train/ and test/).
@@ -46,7 +49,7 @@ def synth(paths, count, size, seed, test_fraction, kernel_min, kernel_max, defoc
         raise click.UsageError(f"expected [SRC_DIR] OUT_DIR, got {len(paths)} paths")
     src_dir, out_dir = (None, paths[0]) if len(paths) == 1 else paths
     if src_dir is not None and not Path(src_dir).is_dir():
-        raise click.BadParameter(f"{src_dir}: not a directory", param_hint="SRC_DIR")
+        raise InputFileError(src_dir, "no such folder" if not Path(src_dir).exists() else "is a file, not a folder")
     from kd_edge.data.synth import DEFAULT_PHOTO_FRACTION, regenerate, synthesize
 
     if from_json is not None:

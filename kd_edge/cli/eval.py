@@ -2,11 +2,11 @@
 
 TensorFlow and the runtimes are imported inside the command only, so `kd-edge --help` stays fast.
 """
-import warnings
 from pathlib import Path
 
 import click
 
+from kd_edge.cli.messages import one_line_warnings
 from kd_edge.cli.paths import ExistingPath, ensure_output_dir
 from kd_edge.errors import KdEdgeError
 
@@ -69,17 +69,12 @@ def evaluate(models, data_dir, names, bench_path, out_dir, seed, samples, limit,
 
     from kd_edge.report.build import write_report
 
-    with warnings.catch_warnings():
-        warnings.showwarning = _one_line_warning  # e.g. an artifact without a manifest loads unverified
+    with one_line_warnings():  # e.g. an artifact without a manifest loads unverified
         result = run_evaluation(data_dir, [str(m) for m in models], names=name_list, limit=limit,
                                 baselines=baselines, tile=tile or None, seed=seed, samples=samples, threads=threads,
                                 progress=True, align=align, do_no_harm=do_no_harm)
         written = write_report(result, out_dir, bench_path=bench_path, reference=not no_reference)
     _print_summary(result, out_dir, written)
-
-
-def _one_line_warning(message, category, filename, lineno, file=None, line=None):
-    click.echo(f"kd-edge: warning: {message}", err=True)
 
 
 def _print_summary(result, out_dir, written):

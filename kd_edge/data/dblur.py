@@ -206,12 +206,21 @@ class CheckReport:
             lines.append("note: ignored folders without blur/ and sharp/: " + ", ".join(p.name for p in self.ignored))
         n_err = sum(p.severity == ERROR for p in self.problems)
         n_warn = sum(p.severity == WARNING for p in self.problems)
-        if not self.splits:
-            lines.append(f"{self.path}: no blur/ and sharp/ folders (DBlur layout: DIR/blur + DIR/sharp, "
-                         "or DIR/train/blur + DIR/train/sharp ...)")
+        if self.pairs == 0:
+            lines.append(f"FAILED: no blur/sharp pairs here ({self._why_no_pairs()})")
+            return "\n".join(lines)
         verdict = "OK" if self.ok else "FAILED"
         lines.append(f"{verdict}: {self.usable} usable pairs of {self.pairs}, {n_err} error(s), {n_warn} warning(s)")
         return "\n".join(lines)
+
+    def _why_no_pairs(self):
+        layout = "DBlur layout: DIR/blur + DIR/sharp with the same file names, or DIR/train/blur + DIR/train/sharp ..."
+        if self.splits:
+            return f"blur/ and sharp/ hold no images; {layout}"
+        if any(p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES for p in self.path.iterdir()):
+            return (f"{self.path} holds images but no blur/ and sharp/ folders; for sharp photos, "
+                    f"`kd-edge data synth {self.path} OUT` makes pairs from them")
+        return f"no blur/ and sharp/ folders; {layout}"
 
 
 def _rel(path, base):

@@ -139,11 +139,12 @@ class _FolderSource:
         self.tiles = []  # (file index, y, x)
         self.skipped = []
         self.sizes = []
-        from kd_edge.images import image_size
 
         for i, path in enumerate(self.files):
             try:
-                w, h = image_size(path)
+                decoded = read_image(path)  # decoded in full: a truncated JPEG is skipped here, like a corrupt PNG
+                w, h = decoded.width, decoded.height
+                del decoded
             except InputFileError as exc:
                 self.skipped.append({"file": str(path.relative_to(self.root)), "reason": exc.problem})
                 self.sizes.append(None)
