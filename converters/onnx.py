@@ -63,10 +63,15 @@ def convert_fp32(source, path, options):
 def convert_fp16(source, path, options):
     from onnxconverter_common import float16
 
-    model16 = float16.convert_float_to_float16(_fp32_model(source, options), keep_io_types=True)
+    from kd_edge.converters.onnx_fp16 import float32_nodes
+
+    proto = _fp32_model(source, options)
+    kept = float32_nodes(proto, source.model)  # normalisation and Cast-to-float nodes stay float32
+    model16 = float16.convert_float_to_float16(proto, keep_io_types=True, node_block_list=kept)
     _save(model16, path)
     return {"opset": OPSET, "transpose_cleanup": _transpose_cleanup(source, options),
-            "fp16": {"tool": "onnxconverter_common.float16", "keep_io_types": True}}
+            "fp16": {"tool": "onnxconverter_common.float16", "keep_io_types": True, "float32_nodes": len(kept),
+                     "float32_rule": "kd_edge.converters.onnx_fp16.float32_nodes"}}
 
 
 def convert_int8(source, path, options):
