@@ -51,7 +51,7 @@ def _default_model():
 @click.option("--target", "-t", "targets", multiple=True, required=True, callback=_check_targets,
               help="Target to build (repeatable) or 'all': tflite-fp32, tflite-fp16, tflite-dynamic, tflite-int8, "
                    "onnx-fp32, onnx-fp16, onnx-int8, coreml-fp32, coreml-fp16.")
-@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
+@click.option("--out", "out_dir", required=True, type=click.Path(),  # checked by ensure_output_dir
               help="Output folder: writes <model-stem>.<target>.<ext> and <artifact>.json.")
 @click.option("--input-size", default="256", show_default=True, callback=_check_input_size,
               help="Fixed square input side in pixels (a multiple of the model stride), or 'dynamic' for H x W "

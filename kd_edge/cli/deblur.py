@@ -94,7 +94,7 @@ def _load_model(model, threads):
 @click.argument("inputs", nargs=-1, required=True, type=ExistingPath(path_type=Path))
 @click.option("--model", "model", type=ExistingPath(path_type=Path), default=None,
               help="Model or artifact: .keras, .tflite, .onnx, .mlpackage (default: the embedded student).")
-@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path),  # checked by ensure_output_dir
               help="Output folder; each output keeps its input's file name and format.")
 @click.option("--tile", type=click.IntRange(min=0), default=None,
               help="Tile size in pixels. Default: the model's fixed input size, else 256. "

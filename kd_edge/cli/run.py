@@ -12,6 +12,7 @@ from pathlib import Path
 
 import click
 
+from kd_edge.cli.paths import ExistingPath
 from kd_edge.errors import KdEdgeError
 
 SAMPLES = Path(__file__).resolve().parents[1] / "samples"
@@ -70,9 +71,9 @@ def _hd_psnr(deblurred):
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/make-run"),
               show_default=True, help="Folder for every output; a previous run's outputs in it are replaced.")
-@click.option("--model", "student", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+@click.option("--model", "student", type=ExistingPath(dir_okay=False, path_type=Path),
               help="Student .keras model (default: the embedded default student).")
-@click.option("--teacher", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+@click.option("--teacher", type=ExistingPath(dir_okay=False, path_type=Path),
               help="Teacher .keras model for the report (default: the embedded default teacher).")
 @click.option("--threads", default="1,2", show_default=True, help="Thread counts to benchmark.")
 @click.option("--runs", type=click.IntRange(min=1), default=30, show_default=True,
