@@ -149,6 +149,8 @@ def raw_from_benchmark_model(parsed, peak, *, runs, warmup, use_gpu, fp16, use_x
 def bench_adb(artifacts, *, benchmark_model, serial=None, adb=None, threads=(1,), size=256, runs=100, warmup=10,
               use_xnnpack=True, use_gpu=False, fp16=False, cpu_mask=None, command=None, notes=(), echo=None):
     """Benchmark .tflite artifacts on a phone. Returns a validated bench document (device kind 'adb')."""
+    # the artifacts first: a missing or modified file (sha256 against its manifest) is refused before adb is touched
+    infos = [harness.describe_artifact(a) for a in harness.expand_artifacts(artifacts)]
     dev = AdbDevice(serial, adb=adb)
     binary = Path(benchmark_model) if benchmark_model else None
     if binary is None:
@@ -157,7 +159,6 @@ def bench_adb(artifacts, *, benchmark_model, serial=None, adb=None, threads=(1,)
         raise InputFileError(binary, "no such file (LiteRT benchmark_model binary for the phone)")
     build_command("benchmark_model", "x.tflite", threads=max(threads), runs=runs, warmup=warmup, use_gpu=use_gpu,
                   fp16=fp16, cpu_mask=cpu_mask)  # validates options before touching the device
-    infos = [harness.describe_artifact(a) for a in harness.expand_artifacts(artifacts)]
     dev.check_connected()
     dev.shell(["mkdir", "-p", DEVICE_DIR], "mkdir")
     remote_bin = f"{DEVICE_DIR}/benchmark_model"

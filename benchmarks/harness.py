@@ -123,6 +123,7 @@ def describe_artifact(path):
     if isinstance(src, str) and src.endswith(".keras"):
         src_path = Path(src) if Path(src).is_absolute() else p.parent / src
         source_manifest = _read_manifest(src_path) if src_path.exists() else {}
+    verified = _verify(p, manifest)
     target = _target_of(p, manifest)
     stem = manifest.get("model") if isinstance(manifest.get("model"), str) and not str(manifest.get("model")).endswith(".keras") else None
     name = p.name
@@ -134,7 +135,38 @@ def describe_artifact(path):
         "manifest_all": manifest, "source_manifest": source_manifest,
         "file_bytes": _file_bytes(p), "gzip_bytes": _gzip_bytes(p),
         "manifest": _manifest_summary(manifest),
+        "sha256_verified": verified,
+        "parity_probe": _parity_probe(p, kind, manifest),
     }
+
+
+def _verify(path, manifest):
+    """The artifact's sha256 against its manifest (as deblur/eval do): a modified file is refused before anything
+    runs. True when verified, False when there is no manifest hash to check."""
+    from kd_edge.runtime import verify
+
+    return verify(path, manifest)
+
+
+def _parity_probe(path, kind, manifest):
+    """{"path", "threshold_db"} of the artifact's verified ``.parity.npz``, or {"reason"} when parity cannot be
+    re-measured (Keras is the reference; artifacts converted before kd-edge wrote the probe)."""
+    from kd_edge.converters.manifest import sha256_of
+    from kd_edge.converters.parity import probe_file_path
+
+    if kind == "keras":
+        return {"reason": "the Keras model is the reference"}
+    record = (manifest.get("parity") or {}).get("target_probe")
+    if not record:
+        return {"reason": "the manifest has no parity probe (converted by an older kd-edge): latency only"}
+    probe = probe_file_path(path)
+    if not probe.is_file():
+        raise InputFileError(probe, "missing: the parity probe its manifest names (re-convert, or copy it with the artifact)")
+    if sha256_of(probe) != record.get("sha256"):
+        raise InputFileError(probe, "sha256 mismatch with the manifest: the parity probe was modified")
+    return {"path": str(probe), "threshold_db": float(record["threshold_db"]),
+            "built_psnr_db": record.get("psnr_db"),
+            "built_on": ((manifest.get("parity") or {}).get("host") or {}).get("isa_flags")}
 
 
 def expand_artifacts(paths):
@@ -188,7 +220,8 @@ class LocalDevice:
 
     def measure(self, artifact, info, *, threads, size, runs, warmup, use_xnnpack=True):
         cmd = [self.python, str(RUNNER_PATH), str(artifact), "--threads", str(threads), "--size", str(size),
-               "--runs", str(runs), "--warmup", str(warmup), *([] if use_xnnpack else ["--no-xnnpack"])]
+               "--runs", str(runs), "--warmup", str(warmup), *([] if use_xnnpack else ["--no-xnnpack"]),
+               *parity_args(info, info["parity_probe"].get("path"))]
         if info["kind"] == "keras" and importlib.util.find_spec(KERAS_CUSTOM_LAYERS_MODULE.rsplit(".", 1)[0]) \
                 and importlib.util.find_spec(KERAS_CUSTOM_LAYERS_MODULE):
             cmd += ["--import", KERAS_CUSTOM_LAYERS_MODULE]
@@ -197,6 +230,23 @@ class LocalDevice:
         except subprocess.TimeoutExpired:
             return {"status": "failed", "reason": f"runner timed out after {self.timeout} s"}
         return parse_runner_output(res.returncode, res.stdout, res.stderr)
+
+
+def parity_args(info, probe_path):
+    """Runner arguments that measure parity on the machine it runs on (none when there is no probe)."""
+    probe = info.get("parity_probe") or {}
+    if not probe_path or "threshold_db" not in probe:
+        return []
+    return ["--parity", str(probe_path), "--gate", str(probe["threshold_db"])]
+
+
+def parity_result(info, raw):
+    """The result's parity: measured on the benchmark host by the runner, or why it was not."""
+    if raw.get("parity"):
+        return dict(raw["parity"], built_psnr_db=info["parity_probe"].get("built_psnr_db"),
+                    built_on=info["parity_probe"].get("built_on"))
+    reason = info["parity_probe"].get("reason") or raw.get("reason") or "not measured"
+    return {"measured": False, "reason": reason}
 
 
 def parse_runner_output(returncode, stdout, stderr):
@@ -214,7 +264,8 @@ def make_result(info, raw, *, threads, size, peak=None):
     """One result of the schema from the artifact description and the runner's (or benchmark_model's) output."""
     macs = _macs_at(info["manifest_all"], size, info["source_manifest"])
     r = {k: info[k] for k in ("artifact", "name", "model", "target", "kind", "precision", "params", "file_bytes",
-                              "gzip_bytes", "manifest")}
+                              "gzip_bytes", "manifest", "sha256_verified")}
+    r["parity"] = parity_result(info, raw)
     r.update(threads=threads, size=size, macs=macs, status=raw.get("status", "failed"), reason=raw.get("reason"))
     for key in ("runtime", "runtime_version", "delegate", "runs", "warmup", "input_dtype", "init_ms",
                 "first_inference_ms", "latency_ms", "mpix_per_s", "runtime_rss_mb", "peak_rss_mb", "rss_delta_mb",
@@ -316,5 +367,7 @@ def one_line(r):
     if r["status"] != "ok":
         return f"{r['name']:<36} t={r['threads']} {r['size']}px  {r['status'].upper()}: {r['reason']}"
     lat = r["latency_ms"]
+    parity = r.get("parity") or {}
+    gate = f"  parity {parity['psnr_db']:.1f} dB" if parity.get("measured") else ""
     return (f"{r['name']:<36} t={r['threads']} {r['size']}px  p50 {lat['p50']:8.2f} ms  p90 {lat['p90']:8.2f} ms  "
-            f"peak RSS {r['peak_rss_mb'] or 0:7.1f} MB (+{r['rss_delta_mb'] or 0:.1f})")
+            f"peak RSS {r['peak_rss_mb'] or 0:7.1f} MB (+{r['rss_delta_mb'] or 0:.1f}){gate}")

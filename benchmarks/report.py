@@ -17,6 +17,12 @@ def _ok(doc):
     return [r for r in doc["results"] if r["status"] == "ok"]
 
 
+def _parity_cell(parity):
+    if not parity or not parity.get("measured"):
+        return "-"
+    return f"{parity['psnr_db']:.1f} ({parity['threshold_db']:g})" if parity.get("threshold_db") else f"{parity['psnr_db']:.1f}"
+
+
 def markdown(doc):
     host, ref = doc["host"], doc["reference"]
     dev = doc["device"]
@@ -49,9 +55,9 @@ def markdown(doc):
     if doc.get("command"):
         lines.append(f"- Command: `{doc['command']}`")
     lines += ["", "| artifact | target | runtime | thr | size | p50 ms | p90 ms | mean ± std ms | init ms | first ms | "
-              "MPix/s | peak RSS MB | Δ RSS MB | file KB | gzip KB | params | GMACs | GFLOP/s | floor ms | eff. | "
-              "× P100 student (lat / mem) |",
-              "|" + "---|" * 21]
+              "MPix/s | parity dB here (gate) | peak RSS MB | Δ RSS MB | file KB | gzip KB | params | GMACs | GFLOP/s | "
+              "floor ms | eff. | × P100 student (lat / mem) |",
+              "|" + "---|" * 22]
     for r in doc["results"]:
         if r["status"] != "ok":
             continue
@@ -61,7 +67,7 @@ def markdown(doc):
             r["name"], r["target"], f"{r.get('runtime') or '-'} {r.get('runtime_version') or ''}".strip(),
             str(r["threads"]), str(r["size"]), _f(lat["p50"]), _f(lat.get("p90")), f"{lat['mean']:.2f} ± {lat['std']:.2f}",
             _f(r.get("init_ms"), "{:.1f}"), _f(r.get("first_inference_ms")), _f(r.get("mpix_per_s")),
-            _f(r.get("peak_rss_mb"), "{:.1f}"), _f(r.get("rss_delta_mb"), "{:.1f}"),
+            _parity_cell(r.get("parity")), _f(r.get("peak_rss_mb"), "{:.1f}"), _f(r.get("rss_delta_mb"), "{:.1f}"),
             _f(r.get("file_bytes") and r["file_bytes"] / 1024, "{:.1f}"), _f(r.get("gzip_bytes") and r["gzip_bytes"] / 1024, "{:.1f}"),
             _f(r.get("params"), "{:,}"), _f(r.get("macs") and r["macs"] / 1e9, "{:.3f}"), _f(r.get("gflops"), "{:.1f}"),
             _f(r.get("latency_floor_ms")), _f(r.get("efficiency") and 100 * r["efficiency"], "{:.0f}%"),
@@ -69,7 +75,7 @@ def markdown(doc):
         ]) + " |")
     skipped = [r for r in doc["results"] if r["status"] != "ok"]
     if skipped:
-        lines += ["", "Not measured:", ""]
+        lines += ["", "Failed or not run:", ""]
         lines += [f"- {r['name']} (threads {r['threads']}, {r['size']}px): {r['status']}: {r['reason']}" for r in skipped]
     ratios = headline_ratios(doc)
     if ratios:

@@ -14,7 +14,10 @@ module. It writes one JSON object (``--out FILE`` or stdout): load time, first i
 over ``--runs`` after ``--warmup``, peak resident memory (VmHWM) and the resident memory of the bare runtime
 (measured after importing the runtime and before loading the model), and the facts of the host it ran on.
 
-Usage: python runner.py ARTIFACT [--threads N] [--size S] [--runs R] [--warmup W] [--out FILE]
+With ``--parity PROBE.npz --gate DB`` it also measures the artifact's parity on this machine (after the timings)
+and fails the result when it is below the gate: int8 kernels differ by instruction set.
+
+Usage: python runner.py ARTIFACT [--threads N] [--size S] [--runs R] [--warmup W] [--parity NPZ --gate DB] [--out FILE]
        python runner.py --host-facts [--out FILE]
 """
 import argparse
@@ -25,7 +28,8 @@ import resource
 import sys
 import time
 
-RUNNER_VERSION = 1
+RUNNER_VERSION = 2
+PARITY_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "asimd", "asimddp", "i8mm", "neon")
 ISA_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx_vnni",
              "avx512_bf16", "avx512_fp16", "amx_tile", "amx_int8", "amx_bf16", "neon", "asimd", "asimddp", "fphp",
              "asimdhp", "sve", "sve2", "i8mm", "bf16")
@@ -232,6 +236,28 @@ class TFLiteEngine:
         self.interp.invoke()
         return self.interp.get_tensor(self.out["index"])
 
+    def predict(self, x):
+        """float32 NHWC in [0, 1] -> float32 output; int8 I/O (de)quantised with the model's parameters."""
+        import numpy as np
+
+        if list(self.inp["shape"]) != list(x.shape):
+            self.interp.resize_tensor_input(self.inp["index"], list(x.shape))
+            self.interp.allocate_tensors()
+            self.inp = self.interp.get_input_details()[0]
+            self.out = self.interp.get_output_details()[0]
+        dtype = self.inp["dtype"]
+        if dtype in (np.int8, np.uint8):
+            scale, zero = self.inp["quantization"]
+            info = np.iinfo(dtype)
+            x = np.clip(np.round(x / scale + zero), info.min, info.max).astype(dtype)
+        self.interp.set_tensor(self.inp["index"], x)
+        self.interp.invoke()
+        y = self.interp.get_tensor(self.out["index"])
+        if y.dtype in (np.int8, np.uint8):
+            scale, zero = self.out["quantization"]
+            y = (y.astype(np.float32) - zero) * np.float32(scale)
+        return np.asarray(y, np.float32)
+
 
 class ONNXEngine:
     kind = "onnx"
@@ -273,6 +299,9 @@ class ONNXEngine:
     def infer(self):
         return self.sess.run(None, {self.name: self.x})[0]
 
+    def predict(self, x):
+        return self._np.asarray(self.sess.run(None, {self.name: x.astype(self.input_dtype)})[0], self._np.float32)
+
 
 class KerasEngine:
     kind = "keras"
@@ -307,6 +336,9 @@ class KerasEngine:
 
     def infer(self):
         return self._call(self.x).numpy()
+
+    def predict(self, x):
+        return self._call(self.tf.constant(x)).numpy()
 
 
 class CoreMLEngine:
@@ -367,8 +399,35 @@ def latency_stats(times_ms):
     }
 
 
-def measure(path, *, threads=1, size=256, runs=100, warmup=10, imports=(), use_xnnpack=True):
-    """Measure one artifact in this process. Returns the runner's JSON object."""
+def psnr_db(reference, candidate):
+    """PSNR (dB, max_val 1) of one image, capped at 100 dB (identical images), as kd_edge.metrics.psnr."""
+    import numpy as np
+
+    mse = float(np.mean((np.asarray(reference, np.float64) - np.asarray(candidate, np.float64)) ** 2))
+    return 100.0 if mse <= 1e-10 else min(100.0, 10.0 * np.log10(1.0 / mse))
+
+
+def measure_parity(engine, probe_path, gate_db):
+    """Parity of the loaded artifact on this machine: the converter's probe (``<artifact>.parity.npz``: uint8
+    inputs, the Keras reference as float16) run through ``engine`` here, minimum PSNR against the reference."""
+    import numpy as np
+
+    with np.load(probe_path, allow_pickle=False) as probe:
+        inputs, reference = probe["inputs"], probe["reference"].astype(np.float32)
+    values = []
+    for image, ref in zip(inputs, reference):
+        out = engine.predict(image[None].astype(np.float32) / np.float32(255.0))
+        values.append(psnr_db(ref, np.asarray(out, np.float32).reshape(ref.shape)))
+    worst = min(values)
+    return {"measured": True, "psnr_db": worst, "psnr_db_per_image": values, "threshold_db": gate_db,
+            "passed": None if gate_db is None else bool(worst >= gate_db), "probe_images": len(values),
+            "probe_shape": list(inputs.shape[1:]), "metric": "minimum PSNR (dB, max_val 1) vs the Keras reference"}
+
+
+def measure(path, *, threads=1, size=256, runs=100, warmup=10, imports=(), use_xnnpack=True, parity=None,
+            gate_db=None):
+    """Measure one artifact in this process. Returns the runner's JSON object. ``parity``: the artifact's
+    ``.parity.npz``; measured after the timings and the peak memory, a result below ``gate_db`` fails."""
     result = {"runner_version": RUNNER_VERSION, "artifact": path, "threads": threads, "size": size,
               "runs": runs, "warmup": warmup, "status": "ok", "reason": None, "pid": os.getpid()}
     kind = artifact_kind(path)
@@ -411,6 +470,13 @@ def measure(path, *, threads=1, size=256, runs=100, warmup=10, imports=(), use_x
     result["peak_rss_mb"] = peak_rss_mb()
     if result["runtime_rss_mb"] is not None and result["peak_rss_mb"] is not None:
         result["rss_delta_mb"] = result["peak_rss_mb"] - result["runtime_rss_mb"]
+    if parity:
+        result["parity"] = measure_parity(engine, parity, gate_db)
+        if result["parity"]["passed"] is False:
+            flags = " ".join(f for f in host_facts()["isa_flags"] if f in PARITY_FLAGS) or "no avx2/vnni/dotprod flags"
+            result.update(status="failed", reason=(
+                f"parity {result['parity']['psnr_db']:.1f} dB < gate {gate_db:g} dB on this host ({flags}): "
+                "the artifact's numerics differ here from where it was converted; do not deploy it here"))
     return result
 
 
@@ -424,6 +490,8 @@ def main(argv=None):
     parser.add_argument("--no-xnnpack", action="store_true", help="LiteRT without the default XNNPACK delegate")
     parser.add_argument("--import", dest="imports", action="append", default=[],
                         help="module to import before loading a .keras model (registers custom layers)")
+    parser.add_argument("--parity", help="the artifact's .parity.npz: measure parity here after the timings")
+    parser.add_argument("--gate", type=float, help="parity gate in dB (with --parity): below it the result fails")
     parser.add_argument("--host-facts", action="store_true", help="print only the host facts")
     parser.add_argument("--out", default="-", help="JSON output file ('-' = stdout)")
     args = parser.parse_args(argv)
@@ -437,8 +505,12 @@ def main(argv=None):
             return 1
         if args.runs < 1 or args.warmup < 0 or args.threads < 1 or args.size < 1:
             parser.error("--runs, --threads and --size must be >= 1, --warmup >= 0")
+        if args.parity and not os.path.exists(args.parity):
+            print(f"runner: {args.parity}: no such file", file=sys.stderr)
+            return 1
         payload = measure(args.artifact, threads=args.threads, size=args.size, runs=args.runs, warmup=args.warmup,
-                          imports=args.imports, use_xnnpack=not args.no_xnnpack)
+                          imports=args.imports, use_xnnpack=not args.no_xnnpack, parity=args.parity,
+                          gate_db=args.gate)
         payload["host"] = host_facts()
     text = json.dumps(payload, indent=1)
     if args.out == "-":

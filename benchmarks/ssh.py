@@ -13,7 +13,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from kd_edge.benchmarks.harness import RUNNER_PATH, parse_runner_output
+from kd_edge.benchmarks.harness import RUNNER_PATH, parity_args, parse_runner_output
 from kd_edge.benchmarks.host import local_host_facts
 from kd_edge.errors import KdEdgeError
 
@@ -116,10 +116,10 @@ class SSHDevice:
     def controller_facts(self):
         return local_host_facts()
 
-    def push(self, artifact):
+    def push(self, artifact, suffix=None):
         if artifact not in self._pushed:
             p = Path(str(artifact).rstrip("/"))
-            remote = f"{self.workdir}/artifact-{len(self._pushed)}{p.suffix}"
+            remote = f"{self.workdir}/artifact-{len(self._pushed)}{suffix or p.suffix}"
             self._check(self._run(self.scp_command([p], self._remote(remote), recursive=p.is_dir()),
                                   f"copying {p.name}"), f"copying {p.name}")
             self._pushed[artifact] = remote
@@ -127,11 +127,13 @@ class SSHDevice:
 
     def measure(self, artifact, info, *, threads, size, runs, warmup, use_xnnpack=True):
         remote = self.push(artifact)
+        probe = info["parity_probe"].get("path")
+        remote_probe = self.push(probe, ".parity.npz") if probe else None
         out = f"{self.workdir}/result.json"
         argv = ["env", f"OMP_NUM_THREADS={threads}", f"OPENBLAS_NUM_THREADS={threads}", "TF_CPP_MIN_LOG_LEVEL=3",
                 "TF_USE_LEGACY_KERAS=1", self.remote_python, f"{self.workdir}/runner.py", remote,
                 "--threads", str(threads), "--size", str(size), "--runs", str(runs), "--warmup", str(warmup),
-                "--out", out, *([] if use_xnnpack else ["--no-xnnpack"])]
+                "--out", out, *([] if use_xnnpack else ["--no-xnnpack"]), *parity_args(info, remote_probe)]
         res = self._run(self.ssh_command(argv), "runner")
         if res.returncode != 0:
             return parse_runner_output(res.returncode, "", res.stderr)

@@ -62,3 +62,54 @@ def make_artifacts(out_dir, size=32):
     tf2onnx.convert.from_keras(model, input_signature=spec, opset=17, output_path=str(p))
     arts["onnx"] = write(p, "onnx-fp32", "fp32", "dynamic")
     return arts
+
+
+def converted_artifacts(out_dir, size=32, targets=("tflite-fp32", "tflite-int8", "onnx-int8")):
+    """Artifacts made by `kd-edge convert` itself (manifest + .parity.npz probe), plus ``mismatch``: a real
+    tflite-fp32 whose probe holds the reference of a differently initialised model (its manifest names that
+    probe's hash), i.e. an artifact whose numerics do not match its reference where it runs."""
+    import json
+    import shutil
+
+    import kd_edge  # noqa: F401
+    import tf_keras
+
+    from kd_edge.converters import convert
+    from kd_edge.converters.parity import probe_file_path
+    from kd_edge.models import build, save_model
+
+    out = Path(out_dir)
+    arts = {}
+    for seed, name in ((0, "tiny"), (1, "other")):
+        tf_keras.utils.set_random_seed(seed)
+        save_model(build("edge-tiny"), out / "models" / f"{name}.keras", arch="edge-tiny")
+    for r in convert(out / "models" / "tiny.keras", list(targets), out / "good", input_size=size, calib_count=16):
+        arts[r.target] = r.artifact
+    (other,) = convert(out / "models" / "other.keras", ["tflite-fp32"], out / "other", input_size=size)
+    bad = out / "mismatch" / "tiny.tflite-fp32.tflite"
+    bad.parent.mkdir()
+    shutil.copy(arts["tflite-fp32"], bad)
+    shutil.copy(probe_file_path(other.artifact), probe_file_path(bad))
+    manifest = json.loads((arts["tflite-fp32"].parent / (bad.name + ".json")).read_text())
+    manifest["parity"]["target_probe"] = other.manifest["parity"]["target_probe"]
+    (bad.parent / (bad.name + ".json")).write_text(json.dumps(manifest))
+    arts["mismatch"] = bad
+    return arts
+
+
+def tampered_copy(artifact, folder):
+    """A copy of ``artifact`` with its manifest and probe, one byte of the artifact changed."""
+    import shutil
+
+    from kd_edge.converters.parity import probe_file_path
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    artifact = Path(artifact)
+    copy = folder / artifact.name
+    for src in (artifact, artifact.with_name(artifact.name + ".json"), probe_file_path(artifact)):
+        shutil.copy(src, folder / src.name)
+    data = bytearray(copy.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    copy.write_bytes(bytes(data))
+    return copy

@@ -17,7 +17,7 @@ from kd_edge.benchmarks.ssh import SSHDevice, parse_target
 from kd_edge.errors import KdEdgeError
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_artifacts import make_artifacts  # noqa: E402
+from bench_artifacts import converted_artifacts, make_artifacts  # noqa: E402
 
 SIZE = 32
 
@@ -114,6 +114,25 @@ def test_cli_over_ssh_writes_the_json(sshd, arts, tmp_path, kd_edge_exe):
     doc = schema.read_results(out)
     assert doc["results"][0]["status"] == "ok" and doc["results"][0]["input_dtype"] == "int8"
     assert "no roofline peak for the remote host" in " ".join(doc["notes"])
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory):
+    return converted_artifacts(tmp_path_factory.mktemp("ssh-parity"), size=SIZE, targets=("tflite-fp32", "onnx-int8"))
+
+
+@pytest.mark.slow
+def test_ssh_measures_parity_on_the_board_and_fails_a_mismatch(sshd, converted):
+    paths = [str(converted["onnx-int8"]), str(converted["mismatch"])]
+    doc = harness.bench(paths, threads=[1], sizes=[SIZE], runs=3, warmup=1, device="ssh:" + sshd["target"],
+                        remote_python=sys.executable, identity=sshd["identity"], ssh_options=sshd["ssh_options"])
+    schema.validate(doc)
+    good, bad = doc["results"]
+    assert doc["host"]["isa_flags"] and doc["controller"]["isa_flags"]  # CPU flags of the board and of the controller
+    assert good["status"] == "ok" and good["parity"]["measured"] and good["parity"]["passed"]
+    assert good["parity"]["psnr_db"] >= 30 and good["parity"]["probe_shape"] == [SIZE, SIZE, 3]
+    assert bad["status"] == "failed" and bad["parity"]["passed"] is False and "< gate 60 dB on this host" in bad["reason"]
+    assert not list(Path("/tmp").glob("kd-edge-bench.*"))
 
 
 def test_ssh_failures_are_clear(sshd, arts):
