@@ -2,6 +2,7 @@
 publish the artifact and its manifest by rename. A failed target leaves nothing behind."""
 import datetime as _dt
 import os
+import re
 import shutil
 import time
 import uuid
@@ -9,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kd_edge.converters import manifest as mf
-from kd_edge.converters import registry
+from kd_edge.converters import registry, weight_facts
 from kd_edge.converters.parity import probe_file_path
 from kd_edge.errors import KdEdgeError
 
@@ -36,8 +37,14 @@ class ConversionResult:
     manifest: dict
     passed: bool | None          # None: parity not measurable here (Core ML off macOS)
     seconds: float = 0.0
+    error: str | None = None     # the target could not be built or run (nothing was kept)
 
     def summary(self) -> str:
+        if self.error:
+            return f"{self.target:15s} FAILED: {self.error}  (not written)  [{self.seconds:.1f} s]"
+        return self._summary_line() + "".join(f"\n{'':15s}   note: {n}" for n in self.manifest.get("notes") or ())
+
+    def _summary_line(self) -> str:
         parity = self.manifest.get("parity", {})
         if parity.get("measured"):
             verdict = "ok" if self.passed else "FAILED"
@@ -178,6 +185,8 @@ def convert_one(target, source, out_dir, size, options, log=print):
     try:
         extra = target.convert(source, tmp, options) or {}
         facts = target.inspect(tmp)
+        facts.update(weight_facts.record(target, tmp, mf.size_of(tmp), mf.sha256_of(tmp),
+                                         (options.get("fp32_built") or {}).get(target.ecosystem)))
         parity, probe_bytes = _run_gate(target, source, tmp, size, options)
         manifest = build_manifest(target, source, size, tmp, final, extra, facts, parity, options)
         passed = parity.get("passed")
@@ -197,6 +206,32 @@ def convert_one(target, source, out_dir, size, options, log=print):
         _remove(tmp)
         _remove(tmp_manifest)
         _remove(tmp_probe)
+
+
+def convert_guarded(target, source, out_dir, size, options):
+    """convert_one, with any failure of this target (converter, runtime, inspection) turned into a result
+    with ``error`` (one line that names the artifact, never its hidden temp file), so other targets still run.
+    A passing fp32 artifact is remembered in ``options["fp32_built"]`` for the size notes of later targets."""
+    start = time.perf_counter()
+    try:
+        result = convert_one(target, source, out_dir, size, options)
+    except Exception as exc:  # noqa: BLE001 - one target's failure is reported in the table, not fatal
+        final = artifact_path(out_dir, source.stem, target)
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        text = re.sub(r"[^\s'\"(]*\." + re.escape(final.name) + r"\.[0-9a-f]{8}\.tmp[^\s'\":)]*", final.name, text)
+        result = ConversionResult(target.name, None, None, {}, False, error=text)
+    result.seconds = time.perf_counter() - start
+    if result.passed and target.precision == "fp32":
+        options.setdefault("fp32_built", {})[target.ecosystem] = {
+            "target": target.name, "file_size": result.manifest.get("file_size"), "sha256": result.manifest.get("sha256")}
+    return result
+
+
+def _failure(result):
+    if result.error:
+        return f"{result.target}: {result.error}"
+    parity = result.manifest["parity"]
+    return f"{result.target} {parity['psnr_db']:.1f} dB < {parity['threshold_db']:.0f} dB"
 
 
 def _run_gate(target, source, tmp, size, options):
@@ -235,7 +270,7 @@ def convert(model_path, targets, out_dir, *, input_size=DEFAULT_INPUT_SIZE, cali
 
     Raises KdEdgeError for an unknown target, an unreadable model or an existing artifact without
     ``force``; InputSizeError for a bad size; ParityGateError (after trying every target) if any
-    artifact failed its gate (that artifact is not written)."""
+    artifact failed its gate or could not be built (that artifact is not written; its result says why)."""
     from kd_edge.converters.source import load_source
 
     log = log or (lambda msg: None)
@@ -262,13 +297,12 @@ def convert(model_path, targets, out_dir, *, input_size=DEFAULT_INPUT_SIZE, cali
     results = []
     for t in chosen:
         log(f"converting {source.path.name} -> {t.name} ...")
-        start = time.perf_counter()
-        result = convert_one(t, source, out_dir, size, options)
-        result.seconds = time.perf_counter() - start
+        result = convert_guarded(t, source, out_dir, size, options)
         results.append(result)
     failed = [r for r in results if r.passed is False]
     if failed:
-        detail = "; ".join(f"{r.target} {r.manifest['parity']['psnr_db']:.1f} dB < {r.manifest['parity']['threshold_db']:.0f} dB"
-                           for r in failed)
-        raise ParityGateError(f"parity gate failed ({detail}); those artifacts were not written", results)
+        detail = "; ".join(_failure(r) for r in failed)
+        what = "parity gate failed" if not any(r.error for r in failed) else \
+            f"{len(failed)} of {len(results)} targets failed"
+        raise ParityGateError(f"{what} ({detail}); those artifacts were not written", results)
     return results
