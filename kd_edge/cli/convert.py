@@ -110,6 +110,8 @@ def convert(model, targets, out_dir, input_size, calib, calib_count, int8_io, th
         write_json(json_file, {"model": str(model), "out": str(Path(out_dir)), "results": [
             {"target": r.target, "artifact": str(r.artifact) if r.artifact else None, "passed": r.passed,
              "parity": r.manifest.get("parity"), "file_size": r.manifest.get("file_size"),
-             "gzip_size": r.manifest.get("gzip_size"), "sha256": r.manifest.get("sha256")} for r in results]})
+             "gzip_size": r.manifest.get("gzip_size"), "sha256": r.manifest.get("sha256"),
+             "weights": r.manifest.get("weights"), "notes": r.manifest.get("notes"), "error": r.error}
+            for r in results]})
     if error is not None:
         raise KdEdgeError(str(error))
