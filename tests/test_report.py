@@ -94,7 +94,13 @@ def test_report_numbers_match_the_csv(reports):
     b = summary["columns"]["blurred"]["psnr"]["mean"]
     ret = summary["retention"]["student"]
     assert ret["psnr_pct"] == pytest.approx(100 * s / t)
-    assert ret["psnr_gain_share_pct"] == pytest.approx(100 * (s - b) / (t - b))
+    if s < b:  # a share of the teacher's gain means nothing for a model below the blurred input
+        assert ret["psnr_gain_share_pct"] is None and ret["psnr_gain_share_note"] == stats.BELOW_INPUT
+        assert "student" in summary["below_blurred_input"]
+    elif t <= b:
+        assert ret["psnr_gain_share_pct"] is None and ret["psnr_gain_share_note"] == stats.TEACHER_BELOW_INPUT
+    else:
+        assert ret["psnr_gain_share_pct"] == pytest.approx(100 * (s - b) / (t - b))
     assert f"| student | {100 * s / t:.1f}% |" in md
     assert f"| teacher | {t:.2f} |" in md
     assert summary["teacher"] == "teacher" and set(summary["retention"]) == {"student", "identity"}

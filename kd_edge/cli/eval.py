@@ -82,9 +82,11 @@ def _print_summary(result, out_dir, written):
 
     click.echo(f"Evaluated {len(result.images)} image(s) from {result.split_dir}")
     width = max(len(c) for c in result.columns)
+    below = stats.below_blurred_input(result)
     for column in result.columns:
         s = stats.column_summary(result, column)
-        click.echo(f"  {column:<{width}}  PSNR {s['psnr']['mean']:7.2f} dB  SSIM {s['ssim']['mean']:.4f}")
+        flag = "  BELOW the blurred input" if column in below else ""
+        click.echo(f"  {column:<{width}}  PSNR {s['psnr']['mean']:7.2f} dB  SSIM {s['ssim']['mean']:.4f}{flag}")
     for name, values in stats.do_no_harm(result).items():
         click.echo(f"  {name:<{width}}  do no harm: PSNR(model(sharp), sharp) mean {values['mean']:.2f} dB, "
                    f"min {values['min']:.2f} dB")

@@ -114,6 +114,11 @@ def build(result, summary, figures, cost=None, reference=None, csv_name="per_ima
     blocks.append(Block("table", header=header, rows=rows))
     blocks.append(Block("p", f"Per-image scores: [`{csv_name}`]({csv_name}) (one row per image, PSNR and SSIM of "
                              "every model, the blurred input and the baselines)."))
+    below = summary.get("below_blurred_input") or {}
+    if below:
+        blocks.append(Block("p", "**Below the blurred input** (worse than doing nothing, on average): " + "; ".join(
+            f"**{name}** (PSNR {d['psnr_db']:+.2f} dB, SSIM {d['ssim']:+.3f} against the blurred input)"
+            for name, d in below.items()) + ". Gain shares are not given for these."))
     harm = summary.get("do_no_harm") or {}
     if harm:
         blocks.append(Block("p", f"**Do no harm**: each model run on the sharp images themselves, PSNR(model(sharp), "
@@ -152,7 +157,8 @@ def build(result, summary, figures, cost=None, reference=None, csv_name="per_ima
         blocks.append(Block("table", header=["Model", "% of teacher PSNR", "% of teacher SSIM", "share of PSNR gain",
                                              "share of SSIM gain", "delta PSNR (dB)", "delta SSIM", "% of params"],
                             rows=[[name, fmt(r["psnr_pct"], 1, "%"), fmt(r["ssim_pct"], 1, "%"),
-                                   fmt(r["psnr_gain_share_pct"], 1, "%"), fmt(r["ssim_gain_share_pct"], 1, "%"),
+                                   r.get("psnr_gain_share_note") or fmt(r["psnr_gain_share_pct"], 1, "%"),
+                                   r.get("ssim_gain_share_note") or fmt(r["ssim_gain_share_pct"], 1, "%"),
                                    fmt(r["delta_psnr_db"], 2), fmt(r["delta_ssim"], 4), fmt(r["params_pct"], 1, "%")]
                                   for name, r in retention.items()]))
     else:

@@ -76,16 +76,51 @@ def retention(result, summaries=None):
             continue
         s_psnr = summaries[model.name]["psnr"]["mean"]
         s_ssim = summaries[model.name]["ssim"]["mean"]
+        psnr_share, psnr_note = _gain_share(s_psnr, t_psnr, b_psnr)
+        ssim_share, ssim_note = _gain_share(s_ssim, t_ssim, b_ssim)
         out[model.name] = {
             "teacher": teacher,
             "psnr_pct": _ratio(s_psnr, t_psnr),
             "ssim_pct": _ratio(s_ssim, t_ssim),
-            "psnr_gain_share_pct": _ratio(s_psnr - b_psnr, t_psnr - b_psnr),
-            "ssim_gain_share_pct": _ratio(s_ssim - b_ssim, t_ssim - b_ssim),
+            "psnr_gain_share_pct": psnr_share,
+            "ssim_gain_share_pct": ssim_share,
+            "psnr_gain_share_note": psnr_note,
+            "ssim_gain_share_note": ssim_note,
             "delta_psnr_db": s_psnr - t_psnr,
             "delta_ssim": s_ssim - t_ssim,
             "params_pct": _ratio(model.params, _params_of(result, teacher)),
         }
+    return out
+
+
+BELOW_INPUT = "n/a: below the blurred input"
+TEACHER_BELOW_INPUT = "n/a: the teacher is not above the blurred input"
+
+
+def _gain_share(model, teacher, blurred):
+    """(share of the teacher's gain over the blurred input in %, None) or (NaN, why it means nothing): a model
+    below the blurred input keeps no gain, and a teacher with no gain gives nothing to share."""
+    if not all(math.isfinite(float(v)) for v in (model, teacher, blurred)):
+        return float("nan"), None
+    if model < blurred:
+        return float("nan"), BELOW_INPUT
+    if teacher <= blurred:
+        return float("nan"), TEACHER_BELOW_INPUT
+    return _ratio(model - blurred, teacher - blurred), None
+
+
+def below_blurred_input(result, summaries=None):
+    """{model: {"psnr_db": mean PSNR - blurred input's, "ssim": likewise}} for every model whose mean PSNR or SSIM
+    is below the blurred input's: it makes the images worse on average, whatever else the report says."""
+    summaries = summaries or {c: column_summary(result, c) for c in result.columns}
+    b_psnr = summaries["blurred"]["psnr"]["mean"]
+    b_ssim = summaries["blurred"]["ssim"]["mean"]
+    out = {}
+    for model in result.models:
+        d_psnr = summaries[model.name]["psnr"]["mean"] - b_psnr
+        d_ssim = summaries[model.name]["ssim"]["mean"] - b_ssim
+        if d_psnr < 0 or d_ssim < 0:
+            out[model.name] = {"psnr_db": d_psnr, "ssim": d_ssim}
     return out
 
 
@@ -151,6 +186,7 @@ def summarize(result):
         "columns": summaries,
         "teacher": teacher_name(result),
         "retention": retention(result, summaries),
+        "below_blurred_input": below_blurred_input(result, summaries),
         "conversion": conversion_cost(result),
         "do_no_harm": do_no_harm(result),
     }
