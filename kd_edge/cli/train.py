@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from kd_edge.cli.model_options import model_loading_options
 from kd_edge.errors import InputFileError, KdEdgeError
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
@@ -133,11 +134,11 @@ def _run(opts, *, method, student_arch, teacher_path=None, use_teacher=True, w_k
     from kd_edge.distill.losses import LossWeights
     from kd_edge.distill.strategies import make_strategy
     from kd_edge.distill.trainer import train
-    from kd_edge.models import architectures, build, load_model
+    from kd_edge.models import build, load_model
 
-    if student_arch not in architectures():
-        raise KdEdgeError(f"unknown architecture {student_arch!r}; `kd-edge models` lists them")
-    _check_resume_matches(out, {"method": method, "arch": student_arch})
+    arch, student_file = resolve_student(student_arch)
+    run_arch = arch or str(student_file)
+    _check_resume_matches(out, {"method": method, "arch": run_arch})
     root = datasets.resolve_data(opts["data"], out, synth_count=opts["synth_count"], synth_size=opts["synth_size"],
                                  seed=opts["seed"])
     try:
@@ -150,8 +151,15 @@ def _run(opts, *, method, student_arch, teacher_path=None, use_teacher=True, w_k
     import tf_keras
 
     tf_keras.utils.set_random_seed(int(opts["seed"]))
+    lineage = None
     with strategy.scope():
-        student = build(student_arch)
+        if student_file is None:
+            student = build(arch)
+        else:  # the user's own model: training starts from the weights in the file
+            student, own = load_model(student_file)
+            arch = own.get("arch")
+            lineage = list(own.get("lineage") or []) + [
+                {"method": "initial model", "path": str(student_file), "sha256": own.get("sha256")}]
         if use_teacher:
             teacher, manifest = load_model(teacher_path)
             teacher_info = {"path": str(teacher_path), "sha256": manifest.get("sha256"), "arch": manifest.get("arch"),
@@ -159,8 +167,8 @@ def _run(opts, *, method, student_arch, teacher_path=None, use_teacher=True, w_k
     command = "kd-edge " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     try:
         result = _train(train, student, teacher, root, out, weights, strategy, opts, method=method,
-                        student_arch=student_arch, command=command, teacher_info=teacher_info,
-                        teacher_cache=teacher_cache)
+                        student_arch=arch, run_arch=run_arch, lineage=lineage, command=command,
+                        teacher_info=teacher_info, teacher_cache=teacher_cache)
     except KeyboardInterrupt:
         # click would turn it into "Aborted!" (exit 1); the checkpoint is saved: exit 130 like a shell
         click.echo("kd-edge: interrupted (checkpoint saved; rerun the same command to resume)", err=True)
@@ -172,26 +180,45 @@ def _run(opts, *, method, student_arch, teacher_path=None, use_teacher=True, w_k
     return 0
 
 
-def _train(train, student, teacher, root, out, weights, strategy, opts, *, method, student_arch, command,
-           teacher_info, teacher_cache=None):
+def _train(train, student, teacher, root, out, weights, strategy, opts, *, method, student_arch, run_arch, command,
+           teacher_info, lineage=None, teacher_cache=None):
     return train(
         student, teacher=teacher, data=root, data_spec=opts["data"], out=out, steps=opts["steps"],
         batch=opts["batch"], patch=opts["patch"], seed=opts["seed"], weights=weights, lr=opts["lr"],
         lr_schedule=opts["lr_schedule"], warmup=opts["warmup"], clipnorm=opts["clipnorm"],
         val_every=opts["val_every"], val_count=opts["val_count"], val_crop=opts["val_crop"],
         ckpt_every=opts["ckpt_every"], keep=opts["keep"], log_every=opts["log_every"], strategy=strategy,
-        arch=student_arch, progress=not opts["no_progress"], command=command, method=method,
+        arch=student_arch, lineage=lineage, progress=not opts["no_progress"], command=command, method=method,
         teacher_info=teacher_info, teacher_cache=teacher_cache,
         debug_nan_at_step=opts["debug_nan_at_step"],
         max_seconds=opts["time_budget"] * 60.0 if opts["time_budget"] else None,
-        run_info={"method": method, "arch": student_arch},
+        run_info={"method": method, "arch": run_arch},
     )
 
 
+def resolve_student(spec):
+    """--student / --arch: ``(architecture, None)`` for a zoo name, ``(None, path)`` for a model file (.keras,
+    .h5 or a SavedModel folder, loaded later by the one loader)."""
+    from kd_edge.models import architectures
+    from kd_edge.models.loading import KERAS_SUFFIXES
+
+    if spec in architectures():
+        return spec, None
+    path = Path(spec)
+    if path.exists():
+        return None, path
+    if path.suffix.lower() in KERAS_SUFFIXES or "/" in str(spec):
+        raise InputFileError(path, "no such model file")
+    raise KdEdgeError(f"{spec!r} is neither an architecture ({', '.join(architectures())}; `kd-edge models` "
+                      f"describes them) nor a model file (.keras, .h5 or a SavedModel folder)")
+
+
 def resolve_teacher(path):
-    """--teacher: a .keras file, or a run folder holding model.keras."""
+    """--teacher: a model file (.keras, .h5), a SavedModel folder, or a run folder holding model.keras."""
+    from kd_edge.models.loading import is_savedmodel
+
     path = Path(path)
-    if path.is_dir():
+    if path.is_dir() and not is_savedmodel(path):
         candidate = path / "model.keras"
         if not candidate.is_file():
             raise InputFileError(path, "no model.keras in this folder (is the teacher run finished?)")
@@ -203,8 +230,10 @@ def resolve_teacher(path):
 
 @click.command("train-teacher", context_settings=CONTEXT)
 @click.option("--arch", default=DEFAULT_TEACHER_ARCH, show_default=True,
-              help="Architecture to train (`kd-edge models` lists them).")
+              help="Architecture to train (`kd-edge models` lists them), or your own model file (.keras, .h5 or "
+                   "a SavedModel folder; training starts from its weights).")
 @common_options
+@model_loading_options
 def train_teacher(arch, **opts):
     """Train a teacher (or any zoo model) on DBlur-layout or synthetic data.
 
@@ -218,8 +247,10 @@ def train_teacher(arch, **opts):
 
 @click.command("distill", context_settings=CONTEXT)
 @click.option("--teacher", "teacher", type=click.Path(), default=None,
-              help="Teacher run folder (its model.keras) or a .keras file.")
-@click.option("--student", default=DEFAULT_STUDENT_ARCH, show_default=True, help="Student architecture.")
+              help="Teacher run folder (its model.keras), a model file (.keras, .h5) or a SavedModel folder.")
+@click.option("--student", default=DEFAULT_STUDENT_ARCH, show_default=True,
+              help="Student architecture, or your own model file (.keras, .h5 or a SavedModel folder; training "
+                   "starts from its weights).")
 @click.option("--no-teacher", is_flag=True,
               help="Train the student alone (same budget and losses minus the teacher terms): the ablation.")
 @click.option("--w-kd", default=0.5, show_default=True, type=float,
@@ -231,6 +262,7 @@ def train_teacher(arch, **opts):
                    "the teacher and the data are unchanged) and train from its stored outputs, so a step costs "
                    "what a step alone costs. Not with --w-feat or --strategy multiworker.")
 @common_options
+@model_loading_options
 def distill(teacher, student, no_teacher, w_kd, w_feat, teacher_cache, **opts):
     """Distil a frozen teacher into a small student (or, with --no-teacher, train the student alone).
 
