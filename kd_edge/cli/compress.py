@@ -41,10 +41,11 @@ def _print_filters(report):
 
 
 def _validation(report):
+    from kd_edge.cli.messages import heldout_line
+
     tuned = report.get("fine_tune")
     if tuned and tuned.get("validation"):
-        v = tuned["validation"]
-        return f"; held-out PSNR after fine-tuning {v['psnr']:.2f} dB"
+        return "; " + heldout_line(tuned["validation"], what="held-out PSNR after fine-tuning")
     return ""
 
 

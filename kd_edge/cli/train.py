@@ -177,6 +177,11 @@ def _run(opts, *, method, student_arch, teacher_path=None, use_teacher=True, w_k
         click.echo("worker done (the chief writes the checkpoints, logs and model)")
         return 0
     click.echo(f"wrote {result} (+ {result.name}.json); training log {out / 'train.json'}, TensorBoard {out / 'tb'}")
+    import json
+
+    from kd_edge.cli.messages import heldout_line
+
+    click.echo(heldout_line(json.loads((out / "train.json").read_text()).get("best")))
     return 0
 
 

@@ -60,8 +60,9 @@ def _data_root(data, out, seed):
 
 
 def fine_tune(student, *, teacher, teacher_info, data, out, steps, batch, patch, seed, lr, callbacks=(),
-              progress=True, method="finetune"):
+              progress=True, method="finetune", parent=None):
     """Distillation fine-tuning of ``student`` in place; returns the trainer's train.json as a dict.
+    ``parent`` (the uncompressed model) is scored on the same held-out crops (see :func:`heldout`).
 
     Validation runs once at the end (``val_every=steps``), so the weights kept are the final ones: for
     pruning they are the ones at the target sparsity, never an earlier, denser step.
@@ -73,12 +74,27 @@ def fine_tune(student, *, teacher, teacher_info, data, out, steps, batch, patch,
     train(student, teacher=teacher, data=root, out=run_dir, steps=int(steps), batch=int(batch), patch=int(patch),
           seed=int(seed), callbacks=list(callbacks), lr=float(lr), val_every=int(steps),
           ckpt_every=max(1, min(500, int(steps) // 4 or 1)), export=False, progress=progress, data_spec=str(data),
-          method=method, teacher_info=teacher_info)
+          method=method, teacher_info=teacher_info, parent=parent)
     info = json.loads((run_dir / "train.json").read_text())
     return {"dir": str(run_dir), "data": info.get("data"), "steps": int(steps), "batch": int(batch),
             "patch": int(patch), "lr": float(lr), "seed": int(seed), "losses": info.get("losses"),
             "teacher": teacher_info, "validation": info.get("best"),
             "history": info.get("history", [])[-1:]}
+
+
+def heldout(tuned):
+    """The held-out PSNR/SSIM of a compressed model beside its parent's and the blurred input's (same crops),
+    for the reports and the printed summary; None without a held-out split."""
+    v = (tuned or {}).get("validation")
+    if not v:
+        return None
+    out = {"crops": v.get("crops"), "step": v.get("step"), "psnr_db": v.get("psnr"),
+           "parent_psnr_db": v.get("parent_psnr"), "blurred_input_psnr_db": v.get("blurred_psnr")}
+    if out["psnr_db"] is not None and out["parent_psnr_db"] is not None:
+        out["vs_parent_db"] = out["psnr_db"] - out["parent_psnr_db"]
+    if out["psnr_db"] is not None and out["blurred_input_psnr_db"] is not None:
+        out["vs_blurred_input_db"] = out["psnr_db"] - out["blurred_input_psnr_db"]
+    return out
 
 
 def _complexity(model):
@@ -109,7 +125,7 @@ def run_sparsity(model_path, out, *, sparsity=0.5, schedule="polynomial", steps=
     t0 = time.perf_counter()
     tuned = fine_tune(student, teacher=teacher_model, teacher_info=teacher_info, data=data, out=out, steps=steps,
                       batch=batch, patch=patch, seed=seed, lr=lr, progress=progress, method="prune-sparsity",
-                      callbacks=[tfmot.sparsity.keras.UpdatePruningStep()])
+                      callbacks=[tfmot.sparsity.keras.UpdatePruningStep()], parent=parent)
     seconds = time.perf_counter() - t0
     pruned_names = {layer.layer.name for layer in student.layers if getattr(layer, "pruning_vars", None)}
     stripped = sp.strip(student)
@@ -134,6 +150,7 @@ def run_sparsity(model_path, out, *, sparsity=0.5, schedule="polynomial", steps=
         "parent": record["parent"],
         "settings": settings,
         "fine_tune": tuned,
+        "heldout": heldout(tuned),
         "seconds": seconds,
         "sparsity": {"target": float(sparsity), "overall": sp.overall_sparsity(stripped),
                      "pruned_kernels": sum(r["zeros"] for r in pruned_rows) / pruned_total if pruned_total else 0.0,
@@ -172,7 +189,7 @@ def run_filters(model_path, out, *, ratio=0.2, steps=200, teacher=None, data="sy
         teacher_model, teacher_info = _teacher(model_path, teacher)
         tuned = fine_tune(pruned, teacher=teacher_model, teacher_info=teacher_info, data=data, out=out,
                           steps=steps, batch=batch, patch=patch, seed=seed, lr=lr, progress=progress,
-                          method="prune-filters")
+                          method="prune-filters", parent=parent)
     seconds = time.perf_counter() - t0
     settings = {"filters": float(ratio), "ranking": "L1 norm of the producing filters, per-layer mean-normalised",
                 "min_channels": int(min_channels), "batch": int(batch), "patch": int(patch), "lr": float(lr),
@@ -193,6 +210,7 @@ def run_filters(model_path, out, *, ratio=0.2, steps=200, teacher=None, data="sy
         "parent": record["parent"],
         "settings": settings,
         "fine_tune": tuned,
+        "heldout": heldout(tuned),
         "seconds": seconds,
         "complexity": {"parent": before, "pruned": after,
                        "params_drop": 1.0 - after["params"] / before["params"],
@@ -233,13 +251,16 @@ def run_qat(model_path, out, *, steps=200, teacher=None, data="synth", batch=8, 
     from kd_edge.models import model_stride
 
     stride = model_stride(parent)
+    if tflite and input_size and int(input_size) % stride:  # before training, not after
+        raise KdEdgeError(f"--input-size {input_size} is not a multiple of the model's stride {stride}")
     range_size = max(stride, 128 // stride * stride)
     range_images = calibration_images(calib, count=min(16, int(calib_count)), size=range_size)
     ranges_set = qat.calibrate_ranges(qmodel, parent, range_images)
     teacher_model, teacher_info = _teacher(model_path, teacher)
     t0 = time.perf_counter()
     tuned = fine_tune(qmodel, teacher=teacher_model, teacher_info=teacher_info, data=data, out=out, steps=steps,
-                      batch=batch, patch=patch, seed=seed, lr=lr, progress=progress, method="qat")
+                      batch=batch, patch=patch, seed=seed, lr=lr, progress=progress, method="qat",
+                      parent=parent)
     seconds = time.perf_counter() - t0
     settings = {"scheme": info["scheme"], "float_layers": info["float_layers"],
                 "initial_ranges": {"from": "float model outputs on calibration images", "images": len(range_images),
@@ -261,63 +282,67 @@ def run_qat(model_path, out, *, steps=200, teacher=None, data="synth", batch=8, 
         "settings": settings,
         "parent_sparsity": overall_sparsity(parent),
         "fine_tune": tuned,
+        "heldout": heldout(tuned),
         "seconds": seconds,
         "plan": info["plan"],
         "sha256": saved["sha256"],
     }
-    if tflite:
-        report["tflite"] = _int8_artifact(qmodel, parent, out / "model.int8.tflite", calib, calib_count, stride,
-                                          size=input_size)
+    if tflite:  # force: an int8 file already in OUT belongs to the QAT model this run has just replaced
+        report["tflite"] = int8_artifact(target, out, calib=calib, calib_count=calib_count, size=input_size,
+                                         force=True)
     write_json(out / "quantize_report.json", report)
+    refuse_failed_int8(report, kept=target)
     return report
 
 
 def run_ptq(model_path, out, *, calib=None, calib_count=32, input_size=256, force=False):
-    """``kd-edge quantize --ptq``: post-training full-int8 TFLite calibrated on the shared representative set."""
+    """``kd-edge quantize --ptq``: exactly ``kd-edge convert MODEL -t tflite-int8 --out OUT`` (the same converter,
+    calibration, parity gate and number), plus ``quantize_report.json`` with the lineage record."""
     model_path = model_file(model_path)
     from kd_edge.compress import lineage
-    from kd_edge.models import model_stride
+    from kd_edge.models import read_manifest
 
     out = Path(out)
-    path = out / "model.int8.tflite"
-    if path.exists() and not force:
-        raise KdEdgeError(f"{path} already exists: use --force to replace it (or another --out)")
-    out.mkdir(parents=True, exist_ok=True)
-    parent, manifest = _load(model_path)
-    stride = model_stride(parent)
-    if input_size % stride:
-        raise KdEdgeError(f"--input-size {input_size} is not a multiple of the model's stride {stride}")
-    entry = _int8_artifact(parent, parent, path, calib, calib_count, stride, size=input_size)
-    record = lineage.compression_step(model_path, manifest, method="ptq-int8",
+    entry = int8_artifact(model_path, out, calib=calib, calib_count=calib_count, size=input_size, force=force)
+    record = lineage.compression_step(model_path, read_manifest(model_path), method="ptq-int8",
                                       settings={"calib": entry["calibration"], "input_size": input_size}, steps=0)
-    from kd_edge.models.saving import sha256_file
-
-    artifact_manifest = {"format": "tflite", "target": "tflite-int8", "precision": "int8", "file": path.name,
-                         "sha256": sha256_file(path), "lineage": lineage.extend(manifest, record),
-                         "parity": entry["parity"], "calibration": entry["calibration"]}
-    write_json(path.with_name(path.name + ".json"), artifact_manifest)
     report = {"format": "kd-edge-quantize/1", "method": "ptq", "parent": record["parent"], "tflite": entry}
     write_json(out / "quantize_report.json", report)
+    refuse_failed_int8(report)
     return report
 
 
-def _int8_artifact(model, float_parent, path, calib, calib_count, stride, size=None):
-    """Export ``model`` to full-int8 TFLite at ``size`` and measure it against the float parent."""
-    from kd_edge.compress.calibration import calibration_images, describe
-    from kd_edge.compress.qat import export_int8_tflite
-    from kd_edge.metrics import psnr
+def int8_artifact(model_path, out, *, calib=None, calib_count=32, size=None, force=False):
+    """The full-int8 TFLite of the model file ``model_path``, made by ``kd-edge convert``'s tflite-int8 target:
+    one converter, one parity gate, one number everywhere an int8 artifact is written. Below the gate nothing is
+    written (``written`` False), as in convert; the entry says why."""
+    from kd_edge.converters import ParityGateError, convert
+    from kd_edge.converters.pipeline import artifact_path, model_stem
+    from kd_edge.converters.registry import get
 
-    size = int(size or max(stride, 256 // stride * stride))
-    content = export_int8_tflite(model, path, calib=calib, calib_count=calib_count, input_size=size)
-    probes = calibration_images(calib, count=min(4, int(calib_count)), size=size, seed=1)
-    outputs = run_tflite(content, probes)
-    reference = np.asarray(float_parent(probes, training=False))
-    values = [psnr(np.clip(o, 0, 1), np.clip(r, 0, 1)) for o, r in zip(outputs, reference)]
-    images = calibration_images(calib, count=calib_count, size=size)
-    return {"path": str(path), "bytes": len(content), "input_size": [size, size],
-            "calibration": describe(calib, images),
-            "parity": {"psnr_vs_float_db": float(np.mean(values)),
-                       "max_abs_diff": float(np.max(np.abs(outputs - reference))), "probes": int(len(probes))}}
+    try:
+        result = convert(model_path, ["tflite-int8"], out, input_size=size or 256, calib=calib,
+                         calib_count=calib_count, force=force)[0]
+    except ParityGateError as exc:
+        result = exc.results[0]
+    m = result.manifest
+    return {"target": "tflite-int8", "written": result.artifact is not None,
+            "path": str(result.artifact or artifact_path(out, model_stem(model_path), get("tflite-int8"))),
+            "manifest": str(result.manifest_path) if result.manifest_path else None,
+            "bytes": m.get("file_size"), "input_size": m.get("input_size"), "calibration": m.get("calibration"),
+            "parity": m.get("parity"), "weights": m.get("weights"), "notes": m.get("notes"), "error": result.error}
+
+
+def refuse_failed_int8(report, kept=None):
+    """KdEdgeError when the report's int8 artifact failed its gate (it was not written; the report was)."""
+    entry = report.get("tflite")
+    if not entry or entry["written"]:
+        return
+    parity = entry.get("parity") or {}
+    why = entry.get("error") or (f"int8 parity {parity['psnr_db']:.1f} dB vs the Keras model is below the "
+                                 f"{parity['threshold_db']:.0f} dB gate (as `kd-edge convert` measures it)")
+    kept_text = f"; the QAT model {kept} is kept" if kept else ""
+    raise KdEdgeError(f"{entry['path']}: {why}; not written{kept_text}")
 
 
 def run_tflite(content, images, threads=None):

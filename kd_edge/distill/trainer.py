@@ -7,7 +7,8 @@ the usual Keras callback hooks (so ``tfmot.sparsity.keras.UpdatePruningStep`` an
 - checkpoints ``<out>/ckpt/ckpt-<step>`` (tf.train.CheckpointManager, keep the last ``keep``) holding the
   student, the optimizer state (iterations, moments), the adapters and the best validation score;
 - resumes automatically from the latest checkpoint in ``<out>/ckpt`` at the exact step;
-- on Ctrl-C / SIGTERM saves a checkpoint and re-raises ``KeyboardInterrupt`` (the CLI exits 130);
+- on Ctrl-C / SIGTERM stops at the next step boundary, saves a checkpoint and raises ``KeyboardInterrupt``
+  (the CLI exits 130);
 - stops on a NaN/Inf loss with ``KdEdgeError`` without saving the bad state (the last good checkpoint stays);
   a checkpoint is only ever written when every student weight is finite;
 - validates PSNR/SSIM (kd_edge.metrics) every ``val_every`` steps on the held-out split, keeps the best
@@ -125,20 +126,31 @@ def evaluate(model, val_set):
 
 
 @contextlib.contextmanager
-def _sigterm_as_interrupt():
-    """SIGTERM (a scheduler's preemption) behaves like Ctrl-C: checkpoint, then stop."""
+def _stop_requests():
+    """Ctrl-C (SIGINT) and SIGTERM (a scheduler's preemption) ask training to stop at the next step boundary, where
+    the loop checkpoints and raises KeyboardInterrupt; a second signal raises it at once.
+
+    Python runs a signal handler only between bytecodes of the main thread, so a signal that arrives during a
+    TensorFlow call (a train step, the first step's tracing and graph optimisation) waits until that call returns
+    (measured: 4.1 s for a 4.7 s op). Raising KeyboardInterrupt from the handler, as before, then lands wherever
+    the main thread happens to be, possibly inside TensorFlow's own Python (tf.data, the function call machinery)
+    right before the checkpoint save that needs it; setting a flag makes the stop land between steps, always."""
+    state = {"signal": None}
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield state
         return
 
     def handler(signum, frame):
-        raise KeyboardInterrupt(f"signal {signum}")
+        if state["signal"] is not None:
+            raise KeyboardInterrupt(f"signal {signum} (again)")
+        state["signal"] = signum
 
-    previous = signal.signal(signal.SIGTERM, handler)
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        yield
+        yield state
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def _progress(total, initial, enabled):
@@ -154,7 +166,8 @@ def train(student, *, teacher=None, data, out, steps, batch=8, patch=128, seed=0
           val_every=None, val_count=4, val_crop=256, ckpt_every=None, keep=3, log_every=10,
           strategy=None, arch=None, config=None, lineage=None, extra=None, export=True, progress=True,
           resume=True, augment=True, feature_pairs=None, data_spec=None, command=None, method=None,
-          teacher_info=None, run_info=None, max_seconds=None, debug_nan_at_step=None, teacher_cache=None):
+          teacher_info=None, run_info=None, max_seconds=None, debug_nan_at_step=None, teacher_cache=None,
+          parent=None):
     """Train ``student`` for ``steps`` optimizer steps and return the path of the best model (None on a
     non-chief worker of a multi-worker strategy).
 
@@ -176,6 +189,8 @@ def train(student, *, teacher=None, data, out, steps, batch=8, patch=128, seed=0
       once over the training images into it (or a matching cache there is reused), then training reads its
       outputs instead of running the teacher in every step. Needs ``teacher`` and ``teacher_info["sha256"]``;
       not with feature distillation or a multi-worker strategy.
+    parent: the model this one was compressed from (or None): scored once on the same held-out crops, so
+      ``train.json``'s ``best`` holds the model's PSNR/SSIM beside the parent's and the blurred input's.
     On return, ``student`` holds the best-by-validation weights.
     """
     out = Path(out)
@@ -240,6 +255,8 @@ def train(student, *, teacher=None, data, out, steps, batch=8, patch=128, seed=0
     start = int(optimizer.iterations.numpy())
     if start >= steps and resumed_from:
         print(f"{out}: already trained to step {start} (>= --steps {steps}); exporting the best model")
+    elif resumed_from and chief:
+        print(f"{out}: resuming from step {start} of {steps} ({Path(resumed_from).name}; --force starts over)")
 
     # the data order after a resume is re-seeded from the step, so a resumed run is reproducible too
     data_seed = int(seed) + start
@@ -319,10 +336,12 @@ def train(student, *, teacher=None, data, out, steps, batch=8, patch=128, seed=0
     t_first = None
     logs = {}
     try:
-        with _sigterm_as_interrupt():
+        with _stop_requests() as stop:
             callback_list.on_train_begin()
             callback_list.on_epoch_begin(start // val_every)
             while step < steps:
+                if stop["signal"] is not None:
+                    raise KeyboardInterrupt(f"signal {stop['signal']}")
                 callback_list.on_train_batch_begin(step)
                 logs = train_function(iterator)
                 step += 1
@@ -400,7 +419,8 @@ def train(student, *, teacher=None, data, out, steps, batch=8, patch=128, seed=0
     # the best-by-validation weights (final weights when there is no held-out split)
     if best_manager.latest_checkpoint:
         best_ckpt.restore(best_manager.latest_checkpoint).assert_existing_objects_matched()
-    info["best"] = {"step": int(best_step.numpy()), "psnr": float(best_psnr.numpy())} if val_set else None
+    info["best"] = ({"step": int(best_step.numpy()), "psnr": float(best_psnr.numpy()), "crops": len(val_set),
+                     **_reference_scores(val_set, parent)} if val_set else None)
     result = Path(best_manager.latest_checkpoint or manager.latest_checkpoint or out)
     if export and chief:
         from kd_edge.models import save_model
@@ -444,6 +464,17 @@ def _current_lr(optimizer):
     if isinstance(rate, keras.optimizers.schedules.LearningRateSchedule):
         rate = rate(optimizer.iterations)
     return float(tf.convert_to_tensor(rate).numpy())  # also for distributed (Mirrored) variables
+
+
+def _reference_scores(val_set, parent):
+    """Mean PSNR/SSIM of the blurred input itself (and of ``parent``) on the held-out crops: the figures a
+    model's held-out score must be read against."""
+    scores = {"blurred_psnr": float(np.mean([metrics.psnr(blur, sharp) for _, blur, sharp in val_set])),
+              "blurred_ssim": float(np.mean([metrics.ssim(blur, sharp) for _, blur, sharp in val_set]))}
+    if parent is not None:
+        parent_scores, _ = evaluate(parent, val_set)
+        scores.update(parent_psnr=parent_scores["psnr"], parent_ssim=parent_scores["ssim"])
+    return scores
 
 
 def _validate(student, val_set, writer, step, logs):

@@ -1,0 +1,71 @@
+"""Held-out scores are printed beside the blurred input's (and the parent's), reports carry them, and a resumed run
+says where it resumes (issue 15, item 8). Real training of edge-tiny on a tiny synthetic set, the real CLI."""
+import json
+
+import numpy as np
+import pytest
+
+from kd_edge import metrics
+from kd_edge.cli import main
+
+TINY = ["--batch", "2", "--patch", "32", "--data"]
+
+
+def _run(argv, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    out, err = capsys.readouterr()
+    assert exc.value.code == 0, err
+    return out
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    import tf_keras as keras
+
+    from kd_edge.data.synth import synthesize
+    from kd_edge.models import build, save_model
+
+    root = tmp_path_factory.mktemp("heldout")
+    synthesize(root / "data", count=8, size=48, seed=0)
+    keras.utils.set_random_seed(0)
+    save_model(build("edge-tiny"), root / "tiny.keras")
+    return root
+
+
+def test_prune_prints_and_reports_the_heldout_psnr_beside_parent_and_blurred_input(tiny, tmp_path, capsys):
+    from kd_edge.distill.trainer import evaluate, load_validation_set
+    from kd_edge.models import load_model
+
+    out = _run(["prune", str(tiny / "tiny.keras"), "--filters", "0.25", "--steps", "2", *TINY, str(tiny / "data"),
+                "--out", str(tmp_path / "pf")], capsys)
+    report = json.loads((tmp_path / "pf" / "prune_report.json").read_text())
+    h = report["heldout"]
+    # recompute the parent's and the blurred input's scores on the same held-out crops, independently
+    parent, _ = load_model(tiny / "tiny.keras")
+    val = load_validation_set(tiny / "data", count=4, crop=256, stride=4)
+    assert h["crops"] == len(val) > 0
+    assert h["parent_psnr_db"] == pytest.approx(evaluate(parent, val)[0]["psnr"], abs=1e-4)
+    assert h["blurred_input_psnr_db"] == pytest.approx(np.mean([metrics.psnr(b, s) for _, b, s in val]), abs=1e-4)
+    assert h["vs_parent_db"] == pytest.approx(h["psnr_db"] - h["parent_psnr_db"])
+    assert h["vs_blurred_input_db"] == pytest.approx(h["psnr_db"] - h["blurred_input_psnr_db"])
+    line = next(x for x in out.splitlines() if "held-out PSNR after fine-tuning" in x)
+    assert f"{h['psnr_db']:.2f} dB at step 2" in line
+    assert f"blurred input {h['blurred_input_psnr_db']:.2f} dB" in line
+    assert f"parent {h['parent_psnr_db']:.2f} dB" in line and f"{len(val)} held-out crops" in line
+
+
+def test_a_resumed_run_says_so_and_training_prints_the_blurred_input_beside_its_score(tiny, tmp_path, capsys):
+    args = ["train-teacher", "--arch", "edge-tiny", *TINY, str(tiny / "data"), "--val-count", "2", "--val-crop", "48",
+            "--no-progress", "--out", str(tmp_path / "run")]
+    first = _run([*args, "--steps", "2"], capsys)
+    assert "resuming" not in first
+    info = json.loads((tmp_path / "run" / "train.json").read_text())
+    best = info["best"]
+    assert best["crops"] == 2 and best["blurred_psnr"] > 0
+    flag = " - BELOW the blurred input" if best["psnr"] < best["blurred_psnr"] else ""
+    assert (f"held-out PSNR {best['psnr']:.2f} dB at step {best['step']}{flag} "
+            f"(blurred input {best['blurred_psnr']:.2f} dB; 2 held-out crops)") in first, first
+    again = _run([*args, "--steps", "4"], capsys)
+    assert f"resuming from step 2 of 4 (ckpt-2; --force starts over)" in again, again
+    assert json.loads((tmp_path / "run" / "train.json").read_text())["segments"][-1]["start_step"] == 2
