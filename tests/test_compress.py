@@ -191,7 +191,7 @@ def test_run_qat_converts_to_full_int8_close_to_float(tiny_path, data_root, tmp_
     assert any(type(layer).__name__.startswith("QuantizeWrapper") for layer in qmodel.layers)
     assert manifest["lineage"][-1]["method"] == "qat"
     parent, _ = load_model(tiny_path)
-    content = (tmp_path / "q" / "model.int8.tflite").read_bytes()
+    content = (tmp_path / "q" / "model.tflite-int8.tflite").read_bytes()
     from ai_edge_litert.interpreter import Interpreter
 
     interp = Interpreter(model_content=content)
@@ -207,13 +207,15 @@ def test_run_qat_converts_to_full_int8_close_to_float(tiny_path, data_root, tmp_
     from kd_edge.metrics import psnr
 
     assert np.mean([psnr(np.clip(o, 0, 1), np.clip(r, 0, 1)) for o, r in zip(out, ref)]) > 25.0
-    assert report["tflite"]["parity"]["psnr_vs_float_db"] > 25.0
-    # the converters' own tflite-int8 target accepts the QAT model and passes its parity gate
+    parity = report["tflite"]["parity"]
+    assert report["tflite"]["written"] and parity["passed"] and parity["threshold_db"] == 30.0
+    # one gate, one number: convert of the saved QAT model measures exactly what quantize recorded
     from kd_edge.converters import convert
 
     results = convert(tmp_path / "q" / "model.keras", ["tflite-int8"], tmp_path / "conv", input_size=32,
                       calib_count=4)
     assert len(results) == 1 and list((tmp_path / "conv").glob("*.tflite"))
+    assert results[0].manifest["parity"]["psnr_db"] == pytest.approx(parity["psnr_db"], abs=1e-6)
 
 
 def test_prune_preserving_qat_is_chosen_for_sparse_models(tiny_path):
@@ -233,11 +235,12 @@ def test_prune_preserving_qat_is_chosen_for_sparse_models(tiny_path):
 def test_ptq_int8_with_calibration(tiny_path, data_root, tmp_path):
     report = runs.run_ptq(tiny_path, tmp_path / "ptq", calib=str(data_root / "train"), calib_count=3,
                           input_size=32)
-    path = tmp_path / "ptq" / "model.int8.tflite"
+    path = tmp_path / "ptq" / "tiny.tflite-int8.tflite"  # what `kd-edge convert tiny.keras -t tflite-int8` writes
     manifest = json.loads(path.with_name(path.name + ".json").read_text())
-    assert manifest["lineage"][-1]["method"] == "ptq-int8"
+    assert manifest["target"] == "tflite-int8" and manifest["parity"]["passed"]
+    assert report["parent"]["sha256"] == manifest["source_model"]["sha256"]
     assert report["tflite"]["calibration"]["images"] == 3
-    assert report["tflite"]["parity"]["psnr_vs_float_db"] > 20.0
+    assert report["tflite"]["parity"]["psnr_db"] == manifest["parity"]["psnr_db"] >= 30.0
 
 
 # ------------------------------------------------------------------------------------------- CLI

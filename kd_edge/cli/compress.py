@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from kd_edge.cli.model_options import model_loading_options
+
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
 
 
@@ -72,6 +74,7 @@ def _validation(report):
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--force", is_flag=True, help="Replace OUT/model.keras if it exists.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the report here.")
+@model_loading_options
 def prune(model, sparsity, schedule, filters, steps, out, teacher, data, batch, patch, lr, seed, force, json_path):
     """Prune MODEL: tfmot sparsity (--sparsity) or real filter removal (--filters), with distillation fine-tuning.
 
@@ -111,7 +114,8 @@ def prune(model, sparsity, schedule, filters, steps, out, teacher, data, batch, 
 @click.option("--ptq", is_flag=True, help="Post-training full-int8 TFLite calibrated on --calib images.")
 @click.option("--steps", default=200, show_default=True, type=click.IntRange(1), help="QAT fine-tuning steps.")
 @click.option("--out", "out", type=click.Path(file_okay=False),
-              help="Output folder: model.keras (QAT), model.int8.tflite, quantize_report.json.")
+              help="Output folder: model.keras (QAT), <model>.tflite-int8.tflite + manifest (the same converter and "
+                   "parity gate as kd-edge convert), quantize_report.json.")
 @click.option("--teacher", type=click.Path(),
               help="Teacher for distillation (default: the float model itself).")
 @click.option("--data", default="synth", show_default=True, help="Training data: a DBlur root or 'synth'.")
@@ -126,9 +130,10 @@ def prune(model, sparsity, schedule, filters, steps, out, teacher, data, batch, 
 @click.option("--calib-count", default=32, show_default=True, type=click.IntRange(1, 10000))
 @click.option("--input-size", default=256, show_default=True, type=click.IntRange(8),
               help="Input side of the int8 TFLite (a multiple of the model stride).")
-@click.option("--no-tflite", is_flag=True, help="With --qat: do not export model.int8.tflite.")
+@click.option("--no-tflite", is_flag=True, help="With --qat: do not export the int8 TFLite.")
 @click.option("--force", is_flag=True, help="Replace existing outputs.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the report (or check) here.")
+@model_loading_options
 def quantize(model, check_only, qat, ptq, steps, out, teacher, data, batch, patch, lr, seed, preserve_sparsity,
              calib, calib_count, input_size, no_tflite, force, json_path):
     """Quantize MODEL: --check (which layers quantize), --qat (training) or --ptq (post-training int8).
@@ -140,7 +145,9 @@ def quantize(model, check_only, qat, ptq, steps, out, teacher, data, batch, patc
       kd-edge quantize runs/student/model.keras --ptq --calib data/train --calib-count 64 --out runs/ptq
       kd-edge convert runs/qat/model.keras --target tflite-int8 --out artifacts
 
-    Layers tfmot cannot quantize stay in float (listed by --check), never a crash.
+    Layers tfmot cannot quantize stay in float (listed by --check), never a crash. The int8 TFLite is made by
+    convert's tflite-int8 target with its parity gate (30 dB vs the Keras model): below it nothing is written
+    and the command exits 1 (a QAT model.keras is kept).
     """
     if sum([check_only, qat, ptq]) != 1:
         raise click.UsageError("choose exactly one of --check, --qat or --ptq")
@@ -174,8 +181,11 @@ def quantize(model, check_only, qat, ptq, steps, out, teacher, data, batch, patc
         report = runs.run_ptq(model, out, calib=calib, calib_count=calib_count, input_size=input_size, force=force)
     if report.get("tflite"):
         t = report["tflite"]
-        click.echo(f"wrote {t['path']} ({_kb(t['bytes'])}, full int8, float I/O): "
-                   f"{t['parity']['psnr_vs_float_db']:.2f} dB vs the float model on {t['parity']['probes']} images")
+        p = t["parity"]
+        click.echo(f"wrote {t['path']} ({_kb(t['bytes'])}, full int8, float I/O): parity {p['psnr_db']:.1f} dB vs "
+                   f"the Keras model (gate {p['threshold_db']:.0f} dB, the number `kd-edge convert` gives)")
+        for note in t.get("notes") or ():
+            click.echo(f"  note: {note}")
     if json_path:
         write_json(json_path, report)
     click.echo(f"report: {Path(out) / 'quantize_report.json'}")

@@ -2,7 +2,7 @@
 import datetime
 from pathlib import Path
 
-from kd_edge.models.saving import sha256_file
+from kd_edge.converters.manifest import sha256_of as sha256_file  # files and SavedModel folders
 
 
 def compression_step(parent_path, parent_manifest, *, method, settings, steps=0, **more):

@@ -251,6 +251,8 @@ def run_qat(model_path, out, *, steps=200, teacher=None, data="synth", batch=8, 
     from kd_edge.models import model_stride
 
     stride = model_stride(parent)
+    if tflite and input_size and int(input_size) % stride:  # before training, not after
+        raise KdEdgeError(f"--input-size {input_size} is not a multiple of the model's stride {stride}")
     range_size = max(stride, 128 // stride * stride)
     range_images = calibration_images(calib, count=min(16, int(calib_count)), size=range_size)
     ranges_set = qat.calibrate_ranges(qmodel, parent, range_images)
@@ -285,59 +287,62 @@ def run_qat(model_path, out, *, steps=200, teacher=None, data="synth", batch=8, 
         "plan": info["plan"],
         "sha256": saved["sha256"],
     }
-    if tflite:
-        report["tflite"] = _int8_artifact(qmodel, parent, out / "model.int8.tflite", calib, calib_count, stride,
-                                          size=input_size)
+    if tflite:  # force: an int8 file already in OUT belongs to the QAT model this run has just replaced
+        report["tflite"] = int8_artifact(target, out, calib=calib, calib_count=calib_count, size=input_size,
+                                         force=True)
     write_json(out / "quantize_report.json", report)
+    refuse_failed_int8(report, kept=target)
     return report
 
 
 def run_ptq(model_path, out, *, calib=None, calib_count=32, input_size=256, force=False):
-    """``kd-edge quantize --ptq``: post-training full-int8 TFLite calibrated on the shared representative set."""
+    """``kd-edge quantize --ptq``: exactly ``kd-edge convert MODEL -t tflite-int8 --out OUT`` (the same converter,
+    calibration, parity gate and number), plus ``quantize_report.json`` with the lineage record."""
     model_path = model_file(model_path)
     from kd_edge.compress import lineage
-    from kd_edge.models import model_stride
+    from kd_edge.models import read_manifest
 
     out = Path(out)
-    path = out / "model.int8.tflite"
-    if path.exists() and not force:
-        raise KdEdgeError(f"{path} already exists: use --force to replace it (or another --out)")
-    out.mkdir(parents=True, exist_ok=True)
-    parent, manifest = _load(model_path)
-    stride = model_stride(parent)
-    if input_size % stride:
-        raise KdEdgeError(f"--input-size {input_size} is not a multiple of the model's stride {stride}")
-    entry = _int8_artifact(parent, parent, path, calib, calib_count, stride, size=input_size)
-    record = lineage.compression_step(model_path, manifest, method="ptq-int8",
+    entry = int8_artifact(model_path, out, calib=calib, calib_count=calib_count, size=input_size, force=force)
+    record = lineage.compression_step(model_path, read_manifest(model_path), method="ptq-int8",
                                       settings={"calib": entry["calibration"], "input_size": input_size}, steps=0)
-    from kd_edge.models.saving import sha256_file
-
-    artifact_manifest = {"format": "tflite", "target": "tflite-int8", "precision": "int8", "file": path.name,
-                         "sha256": sha256_file(path), "lineage": lineage.extend(manifest, record),
-                         "parity": entry["parity"], "calibration": entry["calibration"]}
-    write_json(path.with_name(path.name + ".json"), artifact_manifest)
     report = {"format": "kd-edge-quantize/1", "method": "ptq", "parent": record["parent"], "tflite": entry}
     write_json(out / "quantize_report.json", report)
+    refuse_failed_int8(report)
     return report
 
 
-def _int8_artifact(model, float_parent, path, calib, calib_count, stride, size=None):
-    """Export ``model`` to full-int8 TFLite at ``size`` and measure it against the float parent."""
-    from kd_edge.compress.calibration import calibration_images, describe
-    from kd_edge.compress.qat import export_int8_tflite
-    from kd_edge.metrics import psnr
+def int8_artifact(model_path, out, *, calib=None, calib_count=32, size=None, force=False):
+    """The full-int8 TFLite of the model file ``model_path``, made by ``kd-edge convert``'s tflite-int8 target:
+    one converter, one parity gate, one number everywhere an int8 artifact is written. Below the gate nothing is
+    written (``written`` False), as in convert; the entry says why."""
+    from kd_edge.converters import ParityGateError, convert
+    from kd_edge.converters.pipeline import artifact_path, model_stem
+    from kd_edge.converters.registry import get
 
-    size = int(size or max(stride, 256 // stride * stride))
-    content = export_int8_tflite(model, path, calib=calib, calib_count=calib_count, input_size=size)
-    probes = calibration_images(calib, count=min(4, int(calib_count)), size=size, seed=1)
-    outputs = run_tflite(content, probes)
-    reference = np.asarray(float_parent(probes, training=False))
-    values = [psnr(np.clip(o, 0, 1), np.clip(r, 0, 1)) for o, r in zip(outputs, reference)]
-    images = calibration_images(calib, count=calib_count, size=size)
-    return {"path": str(path), "bytes": len(content), "input_size": [size, size],
-            "calibration": describe(calib, images),
-            "parity": {"psnr_vs_float_db": float(np.mean(values)),
-                       "max_abs_diff": float(np.max(np.abs(outputs - reference))), "probes": int(len(probes))}}
+    try:
+        result = convert(model_path, ["tflite-int8"], out, input_size=size or 256, calib=calib,
+                         calib_count=calib_count, force=force)[0]
+    except ParityGateError as exc:
+        result = exc.results[0]
+    m = result.manifest
+    return {"target": "tflite-int8", "written": result.artifact is not None,
+            "path": str(result.artifact or artifact_path(out, model_stem(model_path), get("tflite-int8"))),
+            "manifest": str(result.manifest_path) if result.manifest_path else None,
+            "bytes": m.get("file_size"), "input_size": m.get("input_size"), "calibration": m.get("calibration"),
+            "parity": m.get("parity"), "weights": m.get("weights"), "notes": m.get("notes"), "error": result.error}
+
+
+def refuse_failed_int8(report, kept=None):
+    """KdEdgeError when the report's int8 artifact failed its gate (it was not written; the report was)."""
+    entry = report.get("tflite")
+    if not entry or entry["written"]:
+        return
+    parity = entry.get("parity") or {}
+    why = entry.get("error") or (f"int8 parity {parity['psnr_db']:.1f} dB vs the Keras model is below the "
+                                 f"{parity['threshold_db']:.0f} dB gate (as `kd-edge convert` measures it)")
+    kept_text = f"; the QAT model {kept} is kept" if kept else ""
+    raise KdEdgeError(f"{entry['path']}: {why}; not written{kept_text}")
 
 
 def run_tflite(content, images, threads=None):
