@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from kd_edge.cli.model_options import model_loading_options
 from kd_edge.cli.paths import ExistingPath, ensure_output_dir
 from kd_edge.errors import KdEdgeError
 
@@ -72,7 +73,9 @@ def _load_model(model, threads):
         from kd_edge.defaults import default_model_path
 
         model = default_model_path("student")
-    if Path(model).suffix.lower() == ".keras" and "tensorflow" not in sys.modules:
+    from kd_edge.runtime import kind_of
+
+    if kind_of(model) == "keras" and "tensorflow" not in sys.modules:  # .keras, .h5 or a SavedModel folder
         try:  # a Keras model needs TensorFlow: import it without its C++ start-up noise
             from kd_edge.quiet_import import import_tensorflow_quietly
 
@@ -112,6 +115,7 @@ def _load_model(model, threads):
               help="CPU threads for LiteRT / ONNX Runtime (default: the runtime's choice).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write a JSON summary (per image: size, time, MPix/s, status) to FILE.")
+@model_loading_options
 @click.pass_context
 def deblur(ctx, inputs, model, out_dir, tile, overlap, blend, batch, force, seam_check, threads, json_path):
     """Deblur images of any size: files or folders of PNG, JPEG, TIFF, BMP, WebP (8/16-bit, grey, RGBA).

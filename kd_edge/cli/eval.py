@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from kd_edge.cli.messages import one_line_warnings
+from kd_edge.cli.model_options import model_loading_options
 from kd_edge.cli.paths import ExistingPath, ensure_output_dir
 from kd_edge.errors import KdEdgeError
 
@@ -38,6 +39,7 @@ from kd_edge.errors import KdEdgeError
 @click.option("--threads", default=None, type=click.IntRange(1), help="Threads for LiteRT / ONNX Runtime.")
 @click.option("--no-reference", is_flag=True, help="Leave out the P100/Helen reference section.")
 @click.option("--force", is_flag=True, help="Replace a report already in --out.")
+@model_loading_options
 def evaluate(models, data_dir, names, bench_path, out_dir, seed, samples, limit, baselines, tile, align, do_no_harm,
              threads, no_reference, force):
     """Evaluate MODEL... (Keras .keras, .tflite, .onnx, .mlpackage) on the test pairs of --data and write a report.
