@@ -23,7 +23,7 @@ from kd_edge.benchmarks.host import local_host_facts
 from kd_edge.benchmarks.schema import SCHEMA_NAME, SCHEMA_VERSION, validate
 from kd_edge.errors import InputFileError, KdEdgeError
 
-ARTIFACT_SUFFIXES = (".tflite", ".onnx", ".keras", ".mlpackage")
+ARTIFACT_SUFFIXES = (".tflite", ".onnx", ".keras", ".h5", ".mlpackage")
 RUNNER_PATH = Path(runner.__file__).resolve()
 KERAS_CUSTOM_LAYERS_MODULE = "kd_edge.models.layers"
 
@@ -174,7 +174,7 @@ def expand_artifacts(paths):
     out = []
     for raw in paths:
         p = Path(raw)
-        if p.is_dir() and p.suffix != ".mlpackage":
+        if p.is_dir() and p.suffix != ".mlpackage" and not (p / "saved_model.pb").is_file():  # not one artifact
             found = sorted(str(c) for c in p.iterdir() if c.suffix in ARTIFACT_SUFFIXES)
             if not found:
                 raise InputFileError(raw, "directory holds no .tflite/.onnx/.keras/.mlpackage artifact")
@@ -225,6 +225,11 @@ class LocalDevice:
         if info["kind"] == "keras" and importlib.util.find_spec(KERAS_CUSTOM_LAYERS_MODULE.rsplit(".", 1)[0]) \
                 and importlib.util.find_spec(KERAS_CUSTOM_LAYERS_MODULE):
             cmd += ["--import", KERAS_CUSTOM_LAYERS_MODULE]
+        if info["kind"] == "keras":  # the user's --custom-objects and --unsafe-lambda, for the fresh process
+            from kd_edge.models.user_objects import registered_specs, unsafe_lambda_allowed
+
+            cmd += [arg for spec in registered_specs() for arg in ("--import", spec)]
+            cmd += ["--unsafe-lambda"] if unsafe_lambda_allowed() else []
         try:
             res = subprocess.run(cmd, capture_output=True, text=True, env=thread_env(threads), timeout=self.timeout)
         except subprocess.TimeoutExpired:

@@ -312,7 +312,12 @@ class KerasEngine:
         import importlib
 
         for module in imports:
-            importlib.import_module(module)
+            if ":" in module:  # a kd-edge --custom-objects MODULE:NAME spec (kd-edge is installed here)
+                from kd_edge.models.user_objects import register
+
+                register(module)
+            else:
+                importlib.import_module(module)
         import tensorflow as tf
         import tf_keras
 
@@ -324,7 +329,12 @@ class KerasEngine:
         self.delegate = "tf_keras"
 
     def load(self, path, size):
-        self.model = self.keras.models.load_model(path, compile=False)
+        if "kd_edge" in sys.modules:  # imported by --import: kd-edge's one loader (.keras, .h5, SavedModel)
+            from kd_edge.models import load_model
+
+            self.model = load_model(path, verify=False)[0]
+        else:
+            self.model = self.keras.models.load_model(path, compile=False)
         dims = list(self.model.input_shape)
         fixed = [d for d in dims[1:3] if d is not None]
         if fixed and any(d != size for d in fixed):
@@ -366,6 +376,8 @@ class CoreMLEngine:
 
 
 def artifact_kind(path):
+    if os.path.isfile(os.path.join(path, "saved_model.pb")):
+        return "keras"  # a tf_keras SavedModel folder
     p = path.rstrip("/").lower()
     for suffix, kind in ((".tflite", "tflite"), (".onnx", "onnx"), (".keras", "keras"), (".h5", "keras"),
                          (".mlpackage", "coreml"), (".mlmodel", "coreml")):
@@ -490,11 +502,17 @@ def main(argv=None):
     parser.add_argument("--no-xnnpack", action="store_true", help="LiteRT without the default XNNPACK delegate")
     parser.add_argument("--import", dest="imports", action="append", default=[],
                         help="module to import before loading a .keras model (registers custom layers)")
+    parser.add_argument("--unsafe-lambda", action="store_true",
+                        help="with kd-edge installed: let Keras Lambda layers load (their code runs)")
     parser.add_argument("--parity", help="the artifact's .parity.npz: measure parity here after the timings")
     parser.add_argument("--gate", type=float, help="parity gate in dB (with --parity): below it the result fails")
     parser.add_argument("--host-facts", action="store_true", help="print only the host facts")
     parser.add_argument("--out", default="-", help="JSON output file ('-' = stdout)")
     args = parser.parse_args(argv)
+    if args.unsafe_lambda:
+        from kd_edge.models.user_objects import allow_unsafe_lambda
+
+        allow_unsafe_lambda()
     if args.host_facts:
         payload = host_facts()
     else:

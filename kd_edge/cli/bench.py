@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from kd_edge.cli.model_options import model_loading_options
 from kd_edge.errors import InputFileError, KdEdgeError
 
 CTX = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
@@ -113,6 +114,7 @@ class _BenchCommand(click.Command):
 @click.option("--no-xnnpack", is_flag=True, help="LiteRT without XNNPACK (local/ssh/adb).")
 @click.option("--use-gpu", is_flag=True, help="adb: LiteRT GPU delegate.")
 @click.option("--fp16", is_flag=True, help="adb: allow fp16 in the GPU delegate (gpu_precision_loss_allowed).")
+@model_loading_options
 def bench(artifacts, runs, warmup, repeats, threads, sizes, device, json_out, report_out, plots_dir, peak, notes,
           remote_python, identity, ssh_options, adb_path, benchmark_model, cpu_mask, no_xnnpack, use_gpu, fp16):
     """Benchmark ARTIFACT... (.tflite, .onnx, .keras, .mlpackage, or folders of them): init, first inference,
