@@ -66,13 +66,24 @@ def same_file(a, b) -> bool:
         return False
 
 
-def _load_model(model, threads):
+def _default_model(tile, seam_check):
+    """The embedded student: its cached, parity-gated tflite-fp32 artifact (kd_edge.default_artifact) when the run
+    can use a fixed 256x256 model, else the Keras model (--tile 0 or another size, --seam-check)."""
+    from kd_edge import default_artifact
+    from kd_edge.defaults import default_model_path
+
+    if not seam_check and tile in (None, default_artifact.DEFAULT_SIZE):
+        artifact = default_artifact.default_artifact(log=_echo)
+        if artifact is not None:
+            return artifact
+    return default_model_path("student")
+
+
+def _load_model(model, threads, *, tile=None, seam_check=False):
     from kd_edge.runtime import load
 
     if model is None:
-        from kd_edge.defaults import default_model_path
-
-        model = default_model_path("student")
+        model = _default_model(tile, seam_check)
     from kd_edge.runtime import kind_of
 
     if kind_of(model) == "keras" and "tensorflow" not in sys.modules:  # .keras, .h5 or a SavedModel folder
@@ -96,7 +107,8 @@ def _load_model(model, threads):
 @click.command(context_settings=CONTEXT_SETTINGS)
 @click.argument("inputs", nargs=-1, required=True, type=ExistingPath(path_type=Path))
 @click.option("--model", "model", type=ExistingPath(path_type=Path), default=None,
-              help="Model or artifact: .keras, .tflite, .onnx, .mlpackage (default: the embedded student).")
+              help="Model or artifact: .keras, .tflite, .onnx, .mlpackage (default: the embedded student, run as "
+                   "its tflite-fp32 artifact, converted once and cached; as Keras with --tile 0/N or --seam-check).")
 @click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path),  # checked by ensure_output_dir
               help="Output folder; each output keeps its input's file name and format.")
 @click.option("--tile", type=click.IntRange(min=0), default=None,
@@ -164,7 +176,7 @@ def deblur(ctx, inputs, model, out_dir, tile, overlap, blend, batch, force, seam
 
     runtime, sizes, mode = None, None, "nothing to do"
     if todo:
-        runtime = _load_model(model, threads)
+        runtime = _load_model(model, threads, tile=tile, seam_check=seam_check)
         sizes = tiling.resolve_tile(runtime, tile)  # fails on a tile size that the model cannot take
         if seam_check and runtime.input_size is not None:
             raise KdEdgeError(f"--seam-check needs a dynamic-shape model (.keras, dynamic ONNX); {runtime.path.name} "
