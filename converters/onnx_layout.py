@@ -5,9 +5,9 @@ transposes in between, but not across a channel ``Split``: every SimpleGate (spl
 multiply them) keeps a ``Transpose`` to NHWC before the Split and one back to NCHW after the block, two full copies of
 the activation per block (32 of the 34 transposes of the edge-s student). This pass rewrites
 
-    Transpose(perm 0,2,3,1) -> Split(axis 3) -> Mul(half 0, half 1) -> Transpose(perm 0,3,1,2)
+    Transpose(perm 0,2,3,1) -> Split(axis 3) -> Mul(half 0, [Sigmoid] half 1) -> Transpose(perm 0,3,1,2)
 into
-    Split(axis 1) -> Mul(half 0, half 1)
+    Split(axis 1) -> Mul(half 0, [Sigmoid] half 1)
 
 and, when the gate feeds simplified channel attention before the transpose back
 (``g * Reshape(Conv1x1(Reshape(ReduceMean(g, axes 1,2))))``), moves that tail to NCHW too: the mean over axes 2,3
@@ -103,7 +103,11 @@ def fold_gate_transposes(model):
         if len(split.input) > 1 and split.input[1]:  # explicit split sizes: keep it simple, leave it alone
             continue
         gate = only_consumer(split.output[0], "Mul")
-        if gate is None or only_consumer(split.output[1]) is not gate:
+        second = only_consumer(split.output[1])
+        squash = None
+        if second is not None and second.op_type == "Sigmoid":  # the bounded gate a * sigmoid(b)
+            squash, second = second, only_consumer(second.output[0])
+        if gate is None or second is not gate:
             continue
         last, tail = gate, None
         if not is_to_nchw(only_consumer(gate.output[0])):
@@ -117,6 +121,8 @@ def fold_gate_transposes(model):
         split.input[0] = t1.input[0]
         _set_attr(split, "axis", 1)
         changed.update([split.output[0], split.output[1], gate.output[0], last.output[0]])
+        if squash is not None:
+            changed.add(squash.output[0])
         if tail is not None:
             mean, back, conv, scale = tail
             _set_attr(mean, "axes", [2, 3])

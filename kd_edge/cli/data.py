@@ -23,12 +23,31 @@ def data():
 @click.option("--seed", default=0, show_default=True, type=int, help="Random seed; the same options regenerate identical files.")
 @click.option("--test-fraction", default=0.25, show_default=True, type=click.FloatRange(0.0, 1.0, max_open=True),
               help="Share of pairs written to test/ (the rest go to train/).")
-@click.option("--kernel-min", default=13, show_default=True, type=click.IntRange(min=3), help="Smallest motion kernel (px, odd).")
-@click.option("--kernel-max", default=29, show_default=True, type=click.IntRange(min=3), help="Largest motion kernel (px, odd).")
-@click.option("--defocus", default=0.0, show_default=True, type=click.FloatRange(min=0.0), metavar="SIGMA",
-              help="Add Gaussian defocus, sigma uniform in [0, SIGMA] px per pair (0: none).")
-@click.option("--noise", default=0.0, show_default=True, type=click.FloatRange(min=0.0), metavar="SIGMA",
-              help="Add Gaussian sensor noise, sigma uniform in [0, SIGMA] (fraction of full scale, e.g. 0.01).")
+@click.option("--camera", is_flag=True,
+              help="Realistic camera blur: the preset kernels 1-29 px biased to mild shake, all trajectories, linear "
+                   "light with highlights, shot noise, JPEG, 8%% untouched pairs (each option below still wins).")
+@click.option("--kernel-min", default=None, type=click.IntRange(min=1), help="Smallest kernel (px, odd; 1 = no blur) [13; --camera 1].")
+@click.option("--kernel-max", default=None, type=click.IntRange(min=1), help="Largest kernel (px, odd) [29].")
+@click.option("--kernel-bias", default=None, type=click.FloatRange(min=0.0, min_open=True), metavar="B",
+              help="Kernel size ~ U**B over the sizes: 1 uniform, 2 most pairs mild [1; --camera 2].")
+@click.option("--trajectories", default=None, metavar="LIST",
+              help="Comma-separated: random-walk, linear, curved, frames (frame averaging) [random-walk; --camera all].")
+@click.option("--linear-light/--no-linear-light", default=None, help="Blur in linear intensity, not in sRGB values.")
+@click.option("--highlights", default=None, type=click.FloatRange(0.0, 1.0), metavar="P",
+              help="Probability of boosting highlights 1.5-4x before the blur (saturated streaks; needs linear light).")
+@click.option("--shot-noise", default=None, type=click.FloatRange(min=0.0), metavar="A",
+              help="Signal-dependent noise in linear light, variance a*x with a uniform in [0, A] (e.g. 0.002).")
+@click.option("--jpeg", default=None, type=click.FloatRange(0.0, 1.0), metavar="P",
+              help="Probability of JPEG re-compression of the blurred image.")
+@click.option("--jpeg-min", default=None, type=click.IntRange(1, 95), metavar="Q", help="JPEG quality uniform in [Q, 95] [60].")
+@click.option("--identity", default=None, type=click.FloatRange(0.0, 1.0), metavar="F",
+              help="Share of pairs left untouched (blur == sharp) so a model learns to keep sharp photos.")
+@click.option("--builtin-mix", default=None, type=click.FloatRange(0.0, 1.0), metavar="F",
+              help="With SRC_DIR: share of pairs drawn from the built-in set (scikit-image photos, dead leaves).")
+@click.option("--defocus", default=None, type=click.FloatRange(min=0.0), metavar="SIGMA",
+              help="Add Gaussian defocus, sigma uniform in [0, SIGMA] px per pair [0: none; --camera 1].")
+@click.option("--noise", default=None, type=click.FloatRange(min=0.0), metavar="SIGMA",
+              help="Add Gaussian noise, sigma uniform in [0, SIGMA] (fraction of full scale, e.g. 0.01) [0].")
 @click.option("--photo-fraction", default=None, type=click.FloatRange(0.0, 1.0), metavar="F",
               help="Built-in source only: share of scikit-image photographs vs dead-leaves images [0.35].")
 @click.option("--from-json", "from_json", type=ExistingPath(dir_okay=False, path_type=Path), default=None,
@@ -37,8 +56,7 @@ def data():
               help="Processes generating pairs (the files are identical for any number).")
 @click.option("--force", is_flag=True, help="Replace OUT_DIR if it exists and is not empty.")
 @shows_warnings_in_one_line  # a skipped source file is one line, not a UserWarning with its source line
-def synth(paths, count, size, seed, test_fraction, kernel_min, kernel_max, defocus, noise, photo_fraction, from_json,
-          workers, force):
+def synth(paths, count, size, seed, test_fraction, camera, photo_fraction, from_json, workers, force, **options):
     """Write a DBlur-layout dataset of synthetic camera-shake blur to OUT_DIR (train/ and test/).
 
     SRC_DIR is a folder of sharp images (tiled or cropped to --size); without it, the photographs bundled
@@ -50,7 +68,7 @@ def synth(paths, count, size, seed, test_fraction, kernel_min, kernel_max, defoc
     src_dir, out_dir = (None, paths[0]) if len(paths) == 1 else paths
     if src_dir is not None and not Path(src_dir).is_dir():
         raise InputFileError(src_dir, "no such folder" if not Path(src_dir).exists() else "is a file, not a folder")
-    from kd_edge.data.synth import DEFAULT_PHOTO_FRACTION, regenerate, synthesize
+    from kd_edge.data.synth import CAMERA_PRESET, DEFAULT_PHOTO_FRACTION, SynthParams, regenerate, synthesize
 
     if from_json is not None:
         meta = regenerate(from_json, out_dir, src_dir=src_dir, force=force, progress=True, workers=workers)
@@ -60,10 +78,13 @@ def synth(paths, count, size, seed, test_fraction, kernel_min, kernel_max, defoc
         raise click.UsageError("--photo-fraction applies to the built-in source only (no SRC_DIR)")
     if count == 0 and src_dir is None:
         raise click.UsageError("--count 0 (every tile) needs a SRC_DIR")
+    chosen = {name: getattr(SynthParams(), name) for name in options}  # version-1 defaults
+    if camera:
+        chosen.update({k: v for k, v in CAMERA_PRESET.items() if k in chosen})
+    chosen.update({k: v for k, v in options.items() if v is not None})
     meta = synthesize(out_dir, src_dir, count=count, size=size, seed=seed, test_fraction=test_fraction,
-                      kernel_min=kernel_min, kernel_max=kernel_max, defocus=defocus, noise=noise,
                       photo_fraction=DEFAULT_PHOTO_FRACTION if photo_fraction is None else photo_fraction,
-                      force=force, progress=True, workers=workers)
+                      force=force, progress=True, workers=workers, **chosen)
     _summary(out_dir, meta)
 
 
@@ -77,6 +98,8 @@ def _summary(out_dir, meta):
                f"(5-95%: {stats['p05']:.2f}-{stats['p95']:.2f})")
     click.echo(f"  kernels {meta['kernel_min']}-{meta['kernel_max']} px, defocus <= {meta['defocus']}, "
                f"noise <= {meta['noise']}, seed {meta['seed']}; parameters in {Path(out_dir) / 'synth.json'}")
+    if meta.get("camera"):
+        click.echo(f"  camera model: {meta['blur_model']}")
 
 
 @data.command(context_settings=CONTEXT_SETTINGS, short_help="Check a DBlur-layout folder; exit 1 if a pair is unusable.")

@@ -126,3 +126,74 @@ def blur(image, kernel):
     if img.ndim == 3 and img.shape[2] > 4:
         return np.stack([blur(img[:, :, c], kernel) for c in range(img.shape[2])], axis=2)
     return cv2.filter2D(img, -1, flipped, anchor=anchor, borderType=cv2.BORDER_REFLECT)
+
+
+# ------------------------------------------------------------------------------------------ more trajectories
+TRAJECTORIES = ("random-walk", "linear", "curved", "frames")
+
+
+def identity_kernel():
+    """The 1x1 kernel: no blur at all (a sharp frame)."""
+    return np.ones((1, 1), dtype=np.float32)
+
+
+def _fit_points(pts, size, extent):
+    """Centre ``pts`` (N x 2, x/y) on their mean and scale them to ``extent`` of the usable half-width."""
+    pts = pts - pts.mean(axis=0)
+    reach = np.abs(pts).max()
+    half = (size - 3) / 2.0
+    if reach < 1e-9 or half <= 0:
+        return np.zeros_like(pts) + (size - 1) / 2.0
+    return pts * (half * extent / reach) + (size - 1) / 2.0
+
+
+def linear_kernel(rng, size, *, extent=None):
+    """Straight-line motion (a pan or a steady drift): a uniform segment at a random angle."""
+    size = int(size)
+    extent = float(rng.uniform(0.4, 1.0)) if extent is None else float(extent)
+    angle = rng.uniform(0.0, np.pi)
+    t = np.linspace(-1.0, 1.0, 400)
+    pts = np.stack([t * np.cos(angle), t * np.sin(angle)], axis=1)
+    return center_kernel(_splat(_fit_points(pts, size, extent), size))
+
+
+def curved_kernel(rng, size, *, extent=None):
+    """Smooth curved motion: an arc of a circle (a rotation of the hand) with a speed ramp."""
+    size = int(size)
+    extent = float(rng.uniform(0.4, 1.0)) if extent is None else float(extent)
+    span = rng.uniform(0.3, 1.5) * np.pi
+    start = rng.uniform(0.0, 2.0 * np.pi)
+    # non-uniform speed: the camera slows down at one end, so the kernel is brighter there
+    u = np.linspace(0.0, 1.0, 600) ** float(rng.uniform(0.6, 1.6))
+    a = start + span * u
+    pts = np.stack([np.cos(a), np.sin(a)], axis=1)
+    return center_kernel(_splat(_fit_points(pts, size, extent), size))
+
+
+def frames_kernel(rng, size, *, extent=None):
+    """Frame averaging (how the GoPro pairs were made): ``n`` sharp frames along a shake path, averaged.
+
+    The kernel is ``n`` (3-15) discrete dots along a random-walk trajectory, not a continuous streak.
+    """
+    size = int(size)
+    extent = float(rng.uniform(0.4, 1.0)) if extent is None else float(extent)
+    path = trajectory(rng, steps=400)
+    n = int(rng.integers(3, 16))
+    keep = np.linspace(0, len(path) - 1, n).round().astype(int)
+    pts = np.stack([path.real[keep], path.imag[keep]], axis=1)
+    return center_kernel(_splat(_fit_points(pts, size, extent), size))
+
+
+def sample_kernel(rng, size, kind):
+    """A ``size`` x ``size`` kernel of trajectory ``kind`` (one of :data:`TRAJECTORIES`); size 1 is no blur."""
+    if int(size) <= 1:
+        return identity_kernel()
+    if kind == "random-walk":
+        return motion_kernel(rng, size)
+    if kind == "linear":
+        return linear_kernel(rng, size)
+    if kind == "curved":
+        return curved_kernel(rng, size)
+    if kind == "frames":
+        return frames_kernel(rng, size)
+    raise ValueError(f"unknown trajectory {kind!r}; choose one of {', '.join(TRAJECTORIES)}")

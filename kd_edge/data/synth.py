@@ -8,7 +8,16 @@ boundaries, computed on a margin around the crop so the borders are real blur, n
 
 Sources: a folder of sharp images (each cut into ``size`` tiles; random crops when more pairs are
 asked for than there are tiles), or with none the built-in offline set: the photographs bundled in
-scikit-image's wheel plus procedurally generated dead-leaves images (unlimited).
+scikit-image's wheel plus procedurally generated dead-leaves images (unlimited); ``builtin_mix`` mixes
+the built-in set into a folder-sourced one. Only image sizes are read up front and one source image is decoded at a
+time (per worker), so a folder of thousands of photos costs no more memory than one.
+
+The camera model (all off by default, so older ``synth.json`` files regenerate the same bytes; ``--camera`` in
+the CLI turns them on, see :data:`CAMERA_PRESET`): kernel sizes from 1 px (no blur) with most mass on mild shake
+(``kernel_bias``), linear / curved / frame-averaged trajectories beside the random walk (``trajectories``),
+blur in linear light with saturated highlights (``linear_light``, ``highlights``), signal-dependent sensor noise
+(``shot_noise``), JPEG re-compression (``jpeg``, ``jpeg_min``) and untouched sharp pairs (``identity``) so a model
+learns to leave a sharp photo alone (:mod:`kd_edge.data.camera`).
 """
 from __future__ import annotations
 
@@ -21,13 +30,14 @@ from pathlib import Path
 import numpy as np
 
 from kd_edge.atomic import atomic_path, write_json
+from kd_edge.data import camera
+from kd_edge.data.kernels import TRAJECTORIES, combine, gaussian_kernel, motion_kernel, sample_kernel  # noqa: F401
 from kd_edge.data.kernels import blur as convolve_kernel
-from kd_edge.data.kernels import combine, gaussian_kernel, motion_kernel  # noqa: F401  (motion_kernel is API)
 from kd_edge.errors import InputFileError, KdEdgeError
 from kd_edge.images import IMAGE_SUFFIXES, read_image, to_uint, write_image
 
 SYNTH_FORMAT = "kd-edge-synth"
-SYNTH_VERSION = 1
+SYNTH_VERSION = 2  # 2: the camera-model options (a version-1 file has none of them and regenerates the same)
 
 # photographs shipped inside the scikit-image wheel (no pooch download); grey ones are expanded to RGB
 BUILTIN_PHOTOS = (
@@ -49,6 +59,19 @@ class SynthParams:
     defocus: float = 0.0  # max Gaussian defocus sigma (px); per pair uniform in [0, defocus]
     noise: float = 0.0  # max sensor-noise sigma (fraction of full scale); per pair uniform in [0, noise]
     photo_fraction: float = DEFAULT_PHOTO_FRACTION  # built-in source only: photographs vs dead leaves
+    # camera model (see the module docstring); the defaults reproduce version 1 exactly
+    kernel_bias: float = 1.0  # kernel size index ~ n * U**bias: 1 uniform, 2+ most pairs mildly blurred
+    trajectories: str = "random-walk"  # comma-separated subset of kernels.TRAJECTORIES, drawn uniformly
+    linear_light: bool = False  # blur (and noise) in linear intensity, then re-encode sRGB
+    highlights: float = 0.0  # probability that highlights are boosted 1.5-4x before the blur (needs linear_light)
+    shot_noise: float = 0.0  # max Poisson coefficient (variance = a * linear value), per pair uniform in [0, max]
+    jpeg: float = 0.0  # probability of JPEG re-compression of the blurred image
+    jpeg_min: int = 60  # quality uniform in [jpeg_min, 95]
+    identity: float = 0.0  # fraction of pairs with no degradation at all (blur == sharp)
+    builtin_mix: float = 0.0  # with a source folder: fraction of pairs drawn from the built-in set instead
+
+    def trajectory_kinds(self):
+        return [t.strip() for t in str(self.trajectories).split(",") if t.strip()]
 
     def validate(self):
         if self.count < 0:
@@ -57,17 +80,45 @@ class SynthParams:
             raise KdEdgeError(f"--size must be at least 16 px, got {self.size}")
         if not 0.0 <= self.test_fraction < 1.0:
             raise KdEdgeError(f"--test-fraction must be in [0, 1), got {self.test_fraction}")
-        if self.kernel_min < 3 or self.kernel_max < self.kernel_min:
-            raise KdEdgeError(f"kernel sizes must satisfy 3 <= --kernel-min <= --kernel-max, "
+        if self.kernel_min < 1 or self.kernel_max < self.kernel_min:
+            raise KdEdgeError(f"kernel sizes must satisfy 1 <= --kernel-min <= --kernel-max, "
                               f"got {self.kernel_min} and {self.kernel_max}")
         if self.kernel_max >= self.size:
             raise KdEdgeError(f"--kernel-max {self.kernel_max} must be smaller than --size {self.size}")
         if self.defocus < 0 or self.noise < 0:
             raise KdEdgeError("--defocus and --noise must be >= 0")
+        kinds = self.trajectory_kinds()
+        unknown = [k for k in kinds if k not in TRAJECTORIES]
+        if not kinds or unknown:
+            raise KdEdgeError(f"--trajectories must be a comma-separated subset of {', '.join(TRAJECTORIES)}, "
+                              f"got {self.trajectories!r}")
+        if self.kernel_bias <= 0:
+            raise KdEdgeError(f"--kernel-bias must be > 0, got {self.kernel_bias}")
+        for name in ("highlights", "jpeg", "identity", "builtin_mix"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise KdEdgeError(f"--{name.replace('_', '-')} is a probability in [0, 1], got {getattr(self, name)}")
+        if self.highlights > 0 and not self.linear_light:
+            raise KdEdgeError("--highlights needs --linear-light (highlights saturate in linear light)")
+        if self.shot_noise < 0:
+            raise KdEdgeError(f"--shot-noise must be >= 0, got {self.shot_noise}")
+        if not 1 <= self.jpeg_min <= 95:
+            raise KdEdgeError(f"--jpeg-min must be a JPEG quality in [1, 95], got {self.jpeg_min}")
 
     def kernel_sizes(self):
         sizes = [k for k in range(self.kernel_min, self.kernel_max + 1) if k % 2 == 1]
         return sizes or [self.kernel_min | 1]
+
+    def camera_options(self):
+        """The camera-model options that differ from version 1's behaviour (recorded in synth.json)."""
+        return {k: getattr(self, k) for k in CAMERA_KEYS}
+
+
+CAMERA_KEYS = ("kernel_bias", "trajectories", "linear_light", "highlights", "shot_noise", "jpeg", "jpeg_min",
+               "identity", "builtin_mix")
+# what ``kd-edge data synth --camera`` sets (each can still be overridden by its own option)
+CAMERA_PRESET = {"kernel_min": 1, "kernel_max": 29, "kernel_bias": 2.0, "trajectories": ",".join(TRAJECTORIES),
+                 "linear_light": True, "highlights": 0.3, "shot_noise": 0.002, "noise": 0.005, "defocus": 1.0,
+                 "jpeg": 0.5, "jpeg_min": 60, "identity": 0.08}
 
 
 @dataclass
@@ -199,34 +250,81 @@ class _FolderSource:
         return region, {"source": str(self.files[i].relative_to(self.root)), "x": int(x), "y": int(y)}
 
 
+class _Sources:
+    """A folder source, the built-in source, or both (``builtin_mix``): ``spec`` None means built-in."""
+
+    def __init__(self, folder=None, builtin=None):
+        self.folder, self.builtin = folder, builtin
+
+    def describe(self):
+        if self.folder is None or self.builtin is None:
+            return (self.folder or self.builtin).describe()
+        return {**self.folder.describe(), "builtin": self.builtin.describe()}
+
+    def region(self, index, rng, side, spec):
+        if spec is not None:
+            return self.folder.region(spec, side)
+        return self.builtin.region(index, rng, side)
+
+
 # ------------------------------------------------------------------------------------------------ synthesis
 def _quantise(img):
     return to_uint(img, 8).astype(np.float32) / np.float32(255.0)
 
 
+def _kernel_size(rng, params):
+    sizes = params.kernel_sizes()
+    if params.kernel_bias == 1.0:
+        return int(rng.choice(sizes))  # version 1's draw, kept for byte-identical regeneration
+    return int(sizes[min(len(sizes) - 1, int(rng.uniform() ** params.kernel_bias * len(sizes)))])
+
+
 def _make_pair(index, params: SynthParams, source, spec=None):
+    """One pair. The random draws happen in a fixed order, and an option that is off draws nothing."""
     rng = np.random.default_rng([int(params.seed), int(index)])
-    ksize = int(rng.choice(params.kernel_sizes()))
-    kernel = motion_kernel(rng, ksize)
-    sigma = float(rng.uniform(0.0, params.defocus)) if params.defocus > 0 else 0.0
+    untouched = params.identity > 0 and rng.uniform() < params.identity
+    ksize = 1 if untouched else _kernel_size(rng, params)
+    kinds = params.trajectory_kinds()
+    kind = kinds[0] if len(kinds) == 1 else kinds[int(rng.integers(len(kinds)))]
+    kernel = sample_kernel(rng, ksize, kind) if not untouched else np.ones((1, 1), np.float32)
+    sigma = float(rng.uniform(0.0, params.defocus)) if params.defocus > 0 and not untouched else 0.0
     if sigma > 0.05:
         kernel = combine(kernel, gaussian_kernel(sigma))
     pad = kernel.shape[0] // 2 + 1
     side = params.size + 2 * pad
-    if isinstance(source, _FolderSource):
-        region, info = source.region(spec, side)
-    else:
-        region, info = source.region(index, rng, side)
+    region, info = source.region(index, rng, side, spec)
     sharp_full = _quantise(region)
-    blurred = convolve_kernel(sharp_full, kernel)[pad:-pad, pad:-pad]
     sharp = sharp_full[pad:-pad, pad:-pad]
-    noise_sigma = float(rng.uniform(0.0, params.noise)) if params.noise > 0 else 0.0
+    extra = {}
+    if untouched:
+        blurred = sharp.copy()
+    elif params.linear_light:
+        lin = camera.srgb_to_linear(sharp_full)
+        if params.highlights > 0 and rng.uniform() < params.highlights:
+            extra["highlight_gain"] = round(float(rng.uniform(1.5, 4.0)), 4)
+            lin = camera.boost_highlights(lin, extra["highlight_gain"])
+        lin = convolve_kernel(lin, kernel)[pad:-pad, pad:-pad]
+        if params.shot_noise > 0:
+            extra["shot_noise"] = round(float(rng.uniform(0.0, params.shot_noise)), 6)
+            lin = camera.sensor_noise(lin, rng, extra["shot_noise"], 0.0)
+        blurred = camera.linear_to_srgb(lin)
+    else:
+        blurred = convolve_kernel(sharp_full, kernel)[pad:-pad, pad:-pad]
+    noise_sigma = float(rng.uniform(0.0, params.noise)) if params.noise > 0 and not untouched else 0.0
     if noise_sigma > 0:
         blurred = blurred + rng.normal(0.0, noise_sigma, blurred.shape).astype(np.float32)
     blurred = _quantise(blurred)
+    if params.jpeg > 0 and not untouched and rng.uniform() < params.jpeg:
+        extra["jpeg_quality"] = int(rng.integers(params.jpeg_min, 96))
+        blurred = _quantise(camera.jpeg_roundtrip(blurred, extra["jpeg_quality"]))
     mse = float(np.mean((blurred.astype(np.float64) - sharp) ** 2))
     info.update({"kernel_size": ksize, "kernel_shape": list(kernel.shape), "defocus_sigma": round(sigma, 4),
                  "noise_sigma": round(noise_sigma, 5), "psnr": round(10 * np.log10(1.0 / max(mse, 1e-10)), 3)})
+    if len(kinds) > 1 or kinds != ["random-walk"]:
+        info["trajectory"] = kind if ksize > 1 else "none"
+    if params.identity > 0:
+        info["untouched"] = bool(untouched)
+    info.update(extra)
     return SynthPair(index, np.ascontiguousarray(sharp), np.ascontiguousarray(blurred), kernel, info)
 
 
@@ -251,7 +349,7 @@ def synth_pairs(count=16, size=256, seed=0, **options):
     """Yield ``count`` in-memory :class:`SynthPair` from the built-in source (nothing is written)."""
     params = SynthParams(count=count, size=size, seed=seed, **options)
     params.validate()
-    source = _BuiltinSource(params.photo_fraction)
+    source = _Sources(builtin=_BuiltinSource(params.photo_fraction))
     for i in range(count):
         yield _make_pair(i, params, source)
 
@@ -267,7 +365,7 @@ def split_test_indices(count, test_fraction, seed):
 
 def synthesize(out_dir, src_dir=None, *, count=64, size=256, seed=0, test_fraction=0.25, kernel_min=13,
                kernel_max=29, defocus=0.0, noise=0.0, photo_fraction=DEFAULT_PHOTO_FRACTION, force=False,
-               progress=False, workers=1):
+               progress=False, workers=1, **camera_options):
     """Write a DBlur-layout dataset to ``out_dir`` (``train/`` and ``test/``) and return the synth.json dict.
 
     ``count`` pairs of ``size`` x ``size`` (``count=0`` with ``src_dir``: one pair per tile). The folder is
@@ -278,7 +376,7 @@ def synthesize(out_dir, src_dir=None, *, count=64, size=256, seed=0, test_fracti
     out_dir = Path(out_dir)
     params = SynthParams(count=int(count), size=int(size), seed=int(seed), test_fraction=float(test_fraction),
                          kernel_min=int(kernel_min), kernel_max=int(kernel_max), defocus=float(defocus),
-                         noise=float(noise), photo_fraction=float(photo_fraction))
+                         noise=float(noise), photo_fraction=float(photo_fraction), **_camera_kwargs(camera_options))
     params.validate()
     if src_dir is not None and out_dir.resolve() == Path(src_dir).resolve():
         raise InputFileError(out_dir, "the output folder is the source folder; refusing to overwrite inputs")
@@ -292,11 +390,23 @@ def synthesize(out_dir, src_dir=None, *, count=64, size=256, seed=0, test_fracti
     if src_dir is None:
         if params.count == 0:
             raise KdEdgeError("--count 0 (every tile) needs a SRC_DIR; give the number of pairs to generate")
-        source = _BuiltinSource(params.photo_fraction)
+        if params.builtin_mix > 0:
+            raise KdEdgeError("--builtin-mix mixes the built-in set into a SRC_DIR set; give a SRC_DIR")
+        source = _Sources(builtin=_BuiltinSource(params.photo_fraction))
         plan = [None] * params.count
     else:
-        source = _FolderSource(src_dir, params.size, margin)
-        plan = source.plan(params.count, np.random.default_rng([params.seed, 0x7A11]))
+        folder = _FolderSource(src_dir, params.size, margin)
+        plan_rng = np.random.default_rng([params.seed, 0x7A11])
+        if params.builtin_mix > 0:
+            if params.count == 0:
+                raise KdEdgeError("--builtin-mix needs a --count (the number of pairs in all)")
+            builtin = np.random.default_rng([params.seed, 0xB17]).uniform(size=params.count) < params.builtin_mix
+            specs = iter(folder.plan(int(params.count - builtin.sum()), plan_rng) if not builtin.all() else [])
+            plan = [None if b else next(specs) for b in builtin]
+            source = _Sources(folder, _BuiltinSource(params.photo_fraction))
+        else:
+            plan = folder.plan(params.count, plan_rng)
+            source = _Sources(folder)
     total = len(plan)
     test_set = split_test_indices(total, params.test_fraction, params.seed)
     digits = max(6, len(str(total - 1)))
@@ -313,8 +423,8 @@ def synthesize(out_dir, src_dir=None, *, count=64, size=256, seed=0, test_fracti
             for sub in ("blur", "sharp", "kernels"):
                 (tmp / split / sub).mkdir(parents=True, exist_ok=True)
         jobs = [(i, plan[i], "test" if i in test_set else "train", f"{i:0{digits}d}.png") for i in range(total)]
-        if isinstance(source, _FolderSource):  # group by source file so each is decoded once per worker
-            jobs.sort(key=lambda job: (job[1][0], job[0]))
+        if source.folder is not None:  # group by source file so each is decoded once per worker
+            jobs.sort(key=lambda job: (-1 if job[1] is None else job[1][0], job[0]))
         workers = max(1, min(int(workers or 1), total))
         if workers == 1:
             _init_worker(params, source, tmp)
@@ -343,11 +453,12 @@ def synthesize(out_dir, src_dir=None, *, count=64, size=256, seed=0, test_fracti
             "count": params.count, "size": params.size, "seed": params.seed,
             "test_fraction": params.test_fraction, "kernel_min": params.kernel_min,
             "kernel_max": params.kernel_max, "defocus": params.defocus, "noise": params.noise,
-            "photo_fraction": params.photo_fraction if src_dir is None else None,
+            "photo_fraction": params.photo_fraction if src_dir is None or params.builtin_mix > 0 else None,
+            **({"camera": params.camera_options()} if params.camera_options() != SynthParams().camera_options()
+               else {}),
             "source": source.describe(),
             "pairs": total, "train": total - len(test_set), "test": len(test_set),
-            "blur_model": "motion kernel (Boracchi & Foi random-walk trajectory) [* Gaussian defocus], "
-                          "symmetric boundary on a margin, + Gaussian noise, 8-bit PNG",
+            "blur_model": _blur_model(params),
             "psnr_blur_vs_sharp": _stats(psnrs),
             "seconds": round(elapsed, 3),
             "workers": workers,
@@ -391,7 +502,34 @@ def regenerate(synth_json, out_dir, *, src_dir=None, force=False, progress=False
     kwargs = {k: meta[k] for k in PARAMETER_KEYS}
     if meta.get("photo_fraction") is not None:
         kwargs["photo_fraction"] = meta["photo_fraction"]
+    kwargs.update(_camera_kwargs(meta.get("camera") or {}))
     return synthesize(out_dir, src_dir, force=force, progress=progress, workers=workers, **kwargs)
+
+
+def _camera_kwargs(options):
+    unknown = sorted(set(options) - set(CAMERA_KEYS))
+    if unknown:
+        raise KdEdgeError(f"unknown synthesis option(s): {', '.join(unknown)}")
+    return dict(options)
+
+
+def _blur_model(params):
+    if params.camera_options() == SynthParams().camera_options():
+        return ("motion kernel (Boracchi & Foi random-walk trajectory) [* Gaussian defocus], "
+                "symmetric boundary on a margin, + Gaussian noise, 8-bit PNG")
+    parts = [f"kernels {params.kernel_min}-{params.kernel_max} px (size ~ U^{params.kernel_bias:g}), "
+             f"trajectories {params.trajectories}", "[* Gaussian defocus]"]
+    if params.linear_light:
+        parts.append("in linear light" + (f", highlights boosted with p={params.highlights:g}" if params.highlights
+                                          else ""))
+    if params.shot_noise:
+        parts.append(f"shot noise (variance a*x, a <= {params.shot_noise:g})")
+    parts.append("+ Gaussian noise, 8-bit")
+    if params.jpeg:
+        parts.append(f"JPEG q{params.jpeg_min}-95 with p={params.jpeg:g}")
+    if params.identity:
+        parts.append(f"{params.identity:g} of pairs untouched")
+    return ", ".join(parts)
 
 
 def _stats(values):

@@ -8,10 +8,26 @@ A U-Net of NAFNet blocks made only of ops that every mobile runtime has as a bui
 * down-sampling: a 2x2 convolution with stride 2 (channels doubled);
 * up-sampling: a 1x1 convolution (channels x2) followed by :class:`DepthToSpace` (block 2), i.e. a
   pixel shuffle that halves the channels; the encoder skip is added (``Add``), never concatenated;
-* global residual: ``output = input + predicted residual`` (an ``Add`` layer named ``global_residual``).
+* global residual: ``output = input + predicted residual``, bounded (:class:`BoundedResidual`, named
+  ``global_residual``): the residual is squashed with tanh so the output stays in [-0.25, 1.25] for any input.
 
 No ``Conv2DTranspose``, no ``UpSampling2D``, no ``Lambda``: everything lowers to TFLite built-ins
 (CONV_2D, DEPTHWISE_CONV_2D, MUL, ADD, MEAN, SPLIT, DEPTH_TO_SPACE), ONNX and Core ML ops.
+
+Numerical safety for any input (``gate="sigmoid"``, ``output="bounded"``, the defaults since kd-edge 0.3):
+
+* the first default student (product gates ``a * b``, plain ``Add`` global residual) gave raw outputs of
+  -200..+150 on a real 271x311 face frame with a black microphone (input in [0, 1]): chained quadratic gates
+  amplify whatever lies outside the training distribution, and nothing bounded the sum at the end. Clipping each
+  gate's inputs at +-16 bounded each gate by 256, not the chain.
+* the gate is now ``a * sigmoid(b)`` (inputs still clipped at +-16): at most linear in its input, so depth no
+  longer compounds the growth; it costs one LOGISTIC per gate (a built-in with int8 kernels everywhere).
+* the output is ``BoundedResidual``: ``x + tanh``-squashed residual that cannot leave [-0.25, 1.25]. This is a
+  guarantee by construction, in float and (up to the output scale) in int8, not a property of the training data.
+* measured on the adversarial list of :mod:`kd_edge.stress_inputs` (black, white, saturated colours, hard edges,
+  noise, checkerboards, real photos): ``benchmarks/results/realdata_*.json`` holds the raw output ranges of the
+  old and new defaults in Keras, tflite-fp16 and tflite-int8.
+* ``gate="product"``, ``output="residual"`` rebuild the previous design (old ``.keras`` files load unchanged).
 
 Normalisation: none. NAFNet uses LayerNorm; we drop it on purpose:
 
@@ -40,7 +56,7 @@ import kd_edge  # noqa: F401
 
 import tf_keras as keras
 
-from kd_edge.models.layers import DepthToSpace, SimpleGate, channel_attention
+from kd_edge.models.layers import BoundedResidual, DepthToSpace, SimpleGate, channel_attention
 
 EDGE_DEFAULTS = {
     "width": 16,
@@ -50,14 +66,19 @@ EDGE_DEFAULTS = {
     "dw_expand": 2,
     "ffn_expand": 2,
     "residual_init_scale": 0.1,
+    "gate": "sigmoid",
+    "output": "bounded",
 }
+GATES = SimpleGate.MODES
+OUTPUTS = ("bounded", "residual")
 
 
 def _init(scale):
     return keras.initializers.VarianceScaling(scale=scale, mode="fan_in", distribution="truncated_normal")
 
 
-def naf_block(x, channels, *, name, dw_expand=2, ffn_expand=2, residual_init_scale=0.1, out_name=None):
+def naf_block(x, channels, *, name, dw_expand=2, ffn_expand=2, residual_init_scale=0.1, gate="sigmoid",
+              out_name=None):
     """One NAFNet block without normalisation (see the module docstring); returns a tensor of ``channels``.
 
     ``out_name`` renames the block's final ``Add`` (used for ``enc{i}_out``, ``bottleneck_out``, ``dec{i}_out``).
@@ -65,20 +86,20 @@ def naf_block(x, channels, *, name, dw_expand=2, ffn_expand=2, residual_init_sca
     dw_ch = channels * dw_expand
     y = keras.layers.Conv2D(dw_ch, 1, name=f"{name}_pw1")(x)
     y = keras.layers.DepthwiseConv2D(3, padding="same", name=f"{name}_dw")(y)
-    y = SimpleGate(name=f"{name}_gate1")(y)
+    y = SimpleGate(mode=gate, name=f"{name}_gate1")(y)
     y = channel_attention(y, dw_ch // 2, name=f"{name}_sca")
     y = keras.layers.Conv2D(channels, 1, kernel_initializer=_init(residual_init_scale), name=f"{name}_pw2")(y)
     x = keras.layers.Add(name=f"{name}_add1")([x, y])
 
     ffn_ch = channels * ffn_expand
     y = keras.layers.Conv2D(ffn_ch, 1, name=f"{name}_ffn1")(x)
-    y = SimpleGate(name=f"{name}_gate2")(y)
+    y = SimpleGate(mode=gate, name=f"{name}_gate2")(y)
     y = keras.layers.Conv2D(channels, 1, kernel_initializer=_init(residual_init_scale), name=f"{name}_ffn2")(y)
     return keras.layers.Add(name=out_name or f"{name}_add2")([x, y])
 
 
 def build_edge(*, input_size=None, name="edge", width, enc_blocks, middle_blocks, dec_blocks, dw_expand=2,
-               ffn_expand=2, residual_init_scale=0.1):
+               ffn_expand=2, residual_init_scale=0.1, gate="sigmoid", output="bounded"):
     """Build a NAFNet-style edge U-Net. ``input_size`` None -> (None, None, 3), else (H, W) already checked."""
     enc_blocks = [int(n) for n in enc_blocks]
     dec_blocks = [int(n) for n in dec_blocks]
@@ -90,7 +111,12 @@ def build_edge(*, input_size=None, name="edge", width, enc_blocks, middle_blocks
         raise ValueError(f"width must be an even number >= 2, got {width}")
     if int(dw_expand) < 1 or int(ffn_expand) < 1:
         raise ValueError("dw_expand and ffn_expand must be >= 1")
-    kw = {"dw_expand": int(dw_expand), "ffn_expand": int(ffn_expand), "residual_init_scale": float(residual_init_scale)}
+    if gate not in GATES:
+        raise ValueError(f"gate must be one of {', '.join(GATES)}, got {gate!r}")
+    if output not in OUTPUTS:
+        raise ValueError(f"output must be one of {', '.join(OUTPUTS)}, got {output!r}")
+    kw = {"dw_expand": int(dw_expand), "ffn_expand": int(ffn_expand), "residual_init_scale": float(residual_init_scale),
+          "gate": gate}
 
     h, w = (None, None) if input_size is None else input_size
     inputs = keras.Input((h, w, 3), name="input")
@@ -116,5 +142,8 @@ def build_edge(*, input_size=None, name="edge", width, enc_blocks, middle_blocks
             x = naf_block(x, ch, name=f"dec{i}_b{j}", out_name=f"dec{i}_out" if j == n - 1 else None, **kw)
     residual = keras.layers.Conv2D(3, 3, padding="same", kernel_initializer=_init(residual_init_scale),
                                    name="ending")(x)
-    outputs = keras.layers.Add(name="global_residual")([inputs, residual])
+    if output == "bounded":
+        outputs = BoundedResidual(name="global_residual")([inputs, residual])
+    else:
+        outputs = keras.layers.Add(name="global_residual")([inputs, residual])
     return keras.Model(inputs, outputs, name=name)

@@ -9,8 +9,9 @@ or output-quantized (see :mod:`kd_edge.models.quantize_support`). Each lowers to
 =================  =====================================  ==========================
 layer              TensorFlow op                          TFLite built-in
 =================  =====================================  ==========================
-SimpleGate         split channels in two halves, multiply  SPLIT (or 2x SLICE) + MUL
+SimpleGate         split channels in two halves, a*sig(b)  SPLIT (or 2x SLICE) + LOGISTIC + MUL
 DepthToSpace       ``tf.nn.depth_to_space``                 DEPTH_TO_SPACE
+BoundedResidual    x + squashed residual (tanh)             TANH + RELU + SUB + MUL + ADD
 =================  =====================================  ==========================
 
 Channel attention is deliberately *not* a custom layer: it is built from ``GlobalAveragePooling2D``
@@ -31,20 +32,32 @@ DEFAULT_GATE_CLIP = 16.0
 
 @keras.utils.register_keras_serializable(package=PACKAGE)
 class SimpleGate(keras.layers.Layer, PrunableLayer):
-    """NAFNet's SimpleGate: split the channels into two halves and multiply them (C -> C/2).
+    """NAFNet's gate: split the channels into two halves ``a`` and ``b`` and combine them (C -> C/2).
 
-    The inputs are first clipped to [-clip, clip]. Without a normalisation layer the gate is quadratic, and
-    chained gates can run away on rare inputs: a trained edge-m saw gate inputs of at most 4.7 on 39 of 40
-    training batches, while on the 40th the last decoder gates went 13 -> 66 -> 1.1e3 -> 5.6e5 -> 3.2e18 and the
-    output overflowed (the NaN/Inf losses that stopped its training). The clip (default 16, far above the normal
-    range, so ordinary outputs are unchanged) bounds every gate's output by clip^2: no overflow in float32, nor in
-    fp16 on mobile GPUs. It converts to MINIMUM/MAXIMUM (TFLite), Clip (ONNX) and clip (Core ML), all int8-safe.
-    ``clip=None`` turns it off.
+    ``mode="product"`` is NAFNet's SimpleGate ``a * b``; ``mode="sigmoid"`` is the bounded gate
+    ``a * sigmoid(b)`` (a GLU) that the current zoo builds (see :mod:`kd_edge.models.edge` for the measurement
+    behind the choice). The inputs are first clipped to [-clip, clip].
+
+    Why the product gate was replaced: without a normalisation layer it is quadratic, and chained gates run
+    away on inputs unlike the training data. A trained edge-m saw gate inputs of at most 4.7 on 39 of 40 training
+    batches, while on the 40th the last decoder gates went 13 -> 66 -> 1.1e3 -> 5.6e5 -> 3.2e18 (the NaN/Inf losses
+    that stopped its training); the clip at 16 bounds each gate by 256 but not the chain, and the default student
+    built that way gave raw outputs of -200..+150 on dark real photos. ``a * sigmoid(b)`` is at most linear in its
+    input (|out| <= |a| <= clip), so a chain of gates grows no faster than the convolutions around it.
+
+    Lowering: SPLIT + LOGISTIC + MUL (TFLite), Split/Sigmoid/Mul (ONNX), split/sigmoid/mul (Core ML); the clip is
+    MINIMUM/MAXIMUM, Clip, clip. All are int8-safe built-ins. ``clip=None`` turns the clip off. Files saved before
+    ``mode`` existed load as ``mode="product"``, their behaviour unchanged.
     """
 
-    def __init__(self, clip=DEFAULT_GATE_CLIP, **kwargs):
+    MODES = ("product", "sigmoid")
+
+    def __init__(self, clip=DEFAULT_GATE_CLIP, mode="product", **kwargs):
         super().__init__(**kwargs)
+        if mode not in self.MODES:
+            raise ValueError(f"SimpleGate mode must be one of {self.MODES}, got {mode!r}")
         self.clip = None if clip is None else float(clip)
+        self.mode = mode
 
     def get_prunable_weights(self):
         return []
@@ -53,10 +66,12 @@ class SimpleGate(keras.layers.Layer, PrunableLayer):
         if self.clip is not None:
             inputs = tf.clip_by_value(inputs, -self.clip, self.clip)
         a, b = tf.split(inputs, 2, axis=-1)
+        if self.mode == "sigmoid":
+            return a * tf.sigmoid(b)
         return a * b
 
     def get_config(self):
-        return {**super().get_config(), "clip": self.clip}
+        return {**super().get_config(), "clip": self.clip, "mode": self.mode}
 
     def build(self, input_shape):
         channels = input_shape[-1]
@@ -109,6 +124,45 @@ class DepthToSpace(keras.layers.Layer, PrunableLayer):
         return config
 
 
+@keras.utils.register_keras_serializable(package=PACKAGE)
+class BoundedResidual(keras.layers.Layer, PrunableLayer):
+    """The image output ``y = x + r`` with ``r`` squashed so that ``y`` stays in ``[low, high]`` for any ``x`` in [0, 1].
+
+    Inputs ``[x, z]``: the input image ``x`` and the network's pre-activation ``z`` (same shape). With
+    ``t = tanh(z)``::
+
+        y = x + max(t, 0) * (high - x) + min(t, 0) * (x - low)
+
+    so ``t = 0`` is the identity, ``t -> 1`` moves ``y`` towards ``high`` and ``t -> -1`` towards ``low``, and ``y``
+    never leaves ``[low, high]`` (defaults -0.25 and 1.25) whatever ``z`` is: no input, however unlike the training
+    data, can produce the -200..+150 raw outputs the unbounded global residual gave on dark photos. Near ``z = 0``
+    the slope ``dy/dz`` is ``high - x`` or ``x - low`` (at least 0.25 for x in [0, 1]), so learning is not slowed.
+    Lowers to TANH, RELU, SUB, MUL, ADD: TFLite built-ins, int8-safe (its output is quantized like an ``Add``).
+    """
+
+    def __init__(self, low=-0.25, high=1.25, **kwargs):
+        super().__init__(**kwargs)
+        self.low, self.high = float(low), float(high)
+        if not self.low < 0.0 < 1.0 < self.high:
+            raise ValueError(f"BoundedResidual needs low < 0 < 1 < high, got {low} and {high}")
+
+    def get_prunable_weights(self):
+        return []
+
+    def call(self, inputs):
+        x, z = inputs
+        t = tf.tanh(z)
+        up = tf.nn.relu(t)
+        down = t - up  # min(t, 0)
+        return x + up * (self.high - x) + down * (x - self.low)
+
+    def compute_output_shape(self, input_shape):
+        return tf.TensorShape(input_shape[0])
+
+    def get_config(self):
+        return {**super().get_config(), "low": self.low, "high": self.high}
+
+
 def channel_attention(x, channels, *, name, kernel_initializer="glorot_uniform"):
     """NAFNet's simplified channel attention from built-in layers: ``x * conv1x1(mean_hw(x))``.
 
@@ -119,7 +173,7 @@ def channel_attention(x, channels, *, name, kernel_initializer="glorot_uniform")
     return keras.layers.Multiply(name=f"{name}_mul")([x, weights])
 
 
-CUSTOM_LAYERS = (SimpleGate, DepthToSpace)
+CUSTOM_LAYERS = (SimpleGate, DepthToSpace, BoundedResidual)
 
 
 def custom_objects():

@@ -29,7 +29,7 @@ import kd_edge  # noqa: F401
 
 import tensorflow_model_optimization as tfmot
 
-from kd_edge.models.layers import DepthToSpace, SimpleGate, custom_objects
+from kd_edge.models.layers import BoundedResidual, DepthToSpace, SimpleGate, custom_objects
 
 _qk = tfmot.quantization.keras
 
@@ -74,7 +74,8 @@ class DepthToSpaceQuantizeConfig(PassThroughQuantizeConfig):
     """Pass-through: depth_to_space only moves values, so it needs no quantizer of its own."""
 
 
-QUANTIZE_CONFIGS = {SimpleGate: SimpleGateQuantizeConfig, DepthToSpace: DepthToSpaceQuantizeConfig}
+QUANTIZE_CONFIGS = {SimpleGate: SimpleGateQuantizeConfig, DepthToSpace: DepthToSpaceQuantizeConfig,
+                    BoundedResidual: OutputQuantizeConfig}
 
 
 def quantize_custom_objects():

@@ -30,7 +30,7 @@ class ArchSpec:
         }
 
 
-_EDGE_COMMON = {"dw_expand": 2, "ffn_expand": 2, "residual_init_scale": 0.1}
+_EDGE_COMMON = {"dw_expand": 2, "ffn_expand": 2, "residual_init_scale": 0.1, "gate": "sigmoid", "output": "bounded"}
 
 ARCHITECTURES = {
     spec.name: spec

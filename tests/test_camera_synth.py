@@ -1,0 +1,132 @@
+"""The camera model of `kd-edge data synth` (issue 13): each option does what it claims, and stays reproducible."""
+import hashlib
+import json
+
+import numpy as np
+import pytest
+
+from kd_edge.data import camera
+from kd_edge.data.kernels import TRAJECTORIES, blur, sample_kernel
+from kd_edge.data.synth import CAMERA_PRESET, SynthParams, _make_pair, _Sources, _BuiltinSource, regenerate, synthesize
+from kd_edge.errors import KdEdgeError
+from kd_edge.metrics import psnr
+
+
+def _pair(index=0, **options):
+    params = SynthParams(count=1, size=64, seed=3, **options)
+    params.validate()
+    return _make_pair(index, params, _Sources(builtin=_BuiltinSource(params.photo_fraction)))
+
+
+def _tree_digest(root):
+    digest = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file() and p.name != "synth.json"):
+        digest.update(path.relative_to(root).as_posix().encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def test_a_one_pixel_kernel_is_the_identity_and_mild_bias_draws_small_kernels():
+    pair = _pair(kernel_min=1, kernel_max=1)
+    assert pair.kernel.shape == (1, 1) and pair.info["kernel_size"] == 1
+    np.testing.assert_array_equal(pair.blur, pair.sharp)  # no noise asked: exactly the sharp image
+    noisy = _pair(kernel_min=1, kernel_max=1, noise=0.01)
+    assert 35.0 < psnr(noisy.blur, noisy.sharp) < 60.0  # nearly identity: only the noise
+    sizes = {b: [_pair(i, kernel_min=1, kernel_max=29, kernel_bias=b).info["kernel_size"] for i in range(60)]
+             for b in (1.0, 3.0)}
+    assert np.median(sizes[3.0]) < np.median(sizes[1.0]) and min(sizes[3.0]) == 1
+
+
+@pytest.mark.parametrize("kind", TRAJECTORIES)
+def test_every_trajectory_gives_a_normalised_centred_kernel(kind):
+    kernel = sample_kernel(np.random.default_rng(5), 21, kind)
+    assert kernel.shape == (21, 21) and abs(kernel.sum() - 1) < 1e-5 and kernel.min() >= 0
+    rows, cols = np.mgrid[0:21, 0:21]
+    assert abs((kernel * rows).sum() - 10) < 0.05 and abs((kernel * cols).sum() - 10) < 0.05
+    assert (kernel > 1e-3).sum() >= 3  # a real blur, not a point
+    if kind == "frames":  # discrete dots, as frame averaging makes, not a continuous streak
+        assert (kernel > 1e-3).sum() <= 15 * 4
+
+
+def test_linear_light_blur_differs_from_srgb_blur_on_a_saturated_edge():
+    edge = np.zeros((32, 32, 3), np.float32)
+    edge[:, 16:] = 1.0
+    kernel = np.zeros((9, 9), np.float32)
+    kernel[4, :] = 1 / 9
+    srgb = blur(edge, kernel)
+    linear = camera.linear_to_srgb(blur(camera.srgb_to_linear(edge), kernel))
+    # half-way across the edge, light averages to 0.5 in linear intensity = 0.735 in sRGB, not 0.5
+    assert abs(srgb[16, 16, 0] - 5 / 9) < 1e-4
+    assert linear[16, 16, 0] > srgb[16, 16, 0] + 0.1
+    np.testing.assert_allclose(camera.linear_to_srgb(camera.srgb_to_linear(edge)), edge, atol=1e-5)
+    # a boosted highlight stays saturated further into the blur
+    boosted = camera.linear_to_srgb(blur(camera.boost_highlights(camera.srgb_to_linear(edge), 4.0), kernel))
+    assert (boosted[16] >= 0.999).sum() > (linear[16] >= 0.999).sum()
+
+
+def test_shot_noise_grows_with_the_signal():
+    rng = np.random.default_rng(0)
+    dark, bright = np.full((64, 64), 0.05, np.float32), np.full((64, 64), 0.8, np.float32)
+    s_dark = (camera.sensor_noise(dark, rng, 0.002, 0.0) - dark).std()
+    s_bright = (camera.sensor_noise(bright, rng, 0.002, 0.0) - bright).std()
+    assert s_bright > 3 * s_dark
+    assert abs(s_bright - np.sqrt(0.002 * 0.8)) < 0.005
+
+
+def test_jpeg_quality_is_honoured_and_recorded():
+    img = _pair(kernel_min=1, kernel_max=1).sharp
+    low, high = camera.jpeg_roundtrip(img, 30), camera.jpeg_roundtrip(img, 95)
+    assert psnr(low, img) + 3 < psnr(high, img)
+    pairs = [_pair(i, jpeg=1.0, jpeg_min=40) for i in range(6)]
+    qualities = [p.info["jpeg_quality"] for p in pairs]
+    assert all(40 <= q <= 95 for q in qualities) and len(set(qualities)) > 1
+    plain = [_pair(i) for i in range(6)]
+    assert all("jpeg_quality" not in p.info for p in plain)
+
+
+def test_identity_pairs_are_untouched_and_recorded():
+    pairs = [_pair(i, identity=0.5, noise=0.01, defocus=1.0) for i in range(16)]
+    untouched = [p for p in pairs if p.info["untouched"]]
+    assert 0 < len(untouched) < 16
+    for p in untouched:
+        np.testing.assert_array_equal(p.blur, p.sharp)
+
+
+def test_camera_set_is_byte_identical_for_a_seed_and_regenerates_from_synth_json(tmp_path):
+    options = {k: v for k, v in CAMERA_PRESET.items()}
+    a = synthesize(tmp_path / "a", count=10, size=48, seed=4, test_fraction=0.2, **options)
+    synthesize(tmp_path / "b", count=10, size=48, seed=4, test_fraction=0.2, workers=2, **options)
+    assert _tree_digest(tmp_path / "a") == _tree_digest(tmp_path / "b")
+    assert a["camera"]["linear_light"] is True and a["version"] == 2
+    assert json.loads((tmp_path / "a" / "synth.json").read_text())["camera"] == a["camera"]
+    regenerate(tmp_path / "a" / "synth.json", tmp_path / "c")
+    assert _tree_digest(tmp_path / "a") == _tree_digest(tmp_path / "c")
+    other = synthesize(tmp_path / "d", count=10, size=48, seed=5, test_fraction=0.2, **options)
+    assert _tree_digest(tmp_path / "d") != _tree_digest(tmp_path / "a") and other["pairs"] == 10
+
+
+def test_version_one_options_leave_the_camera_model_out():
+    meta_default = SynthParams().camera_options()
+    assert meta_default["trajectories"] == "random-walk" and meta_default["linear_light"] is False
+    pair = _pair()  # version-1 behaviour: no new keys in the record
+    assert not {"trajectory", "untouched", "jpeg_quality", "shot_noise"} & set(pair.info)
+
+
+def test_source_folder_mixed_with_builtin_images(tmp_path):
+    from kd_edge.images import write_image
+
+    src = tmp_path / "photos"
+    src.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        write_image(src / f"p{i}.png", rng.uniform(0, 1, (80, 96, 3)).astype(np.float32))
+    meta = synthesize(tmp_path / "out", src, count=20, size=32, seed=1, builtin_mix=0.5, kernel_min=3, kernel_max=9)
+    sources = [r["source"] for r in meta["images"]]
+    from_folder = sum(s.startswith("p") for s in sources)
+    assert 0 < from_folder < 20 and meta["source"]["builtin"]["kind"] == "builtin"
+    with pytest.raises(KdEdgeError, match="needs --linear-light"):
+        SynthParams(highlights=0.5).validate()
+    with pytest.raises(KdEdgeError, match="trajectories"):
+        SynthParams(trajectories="zigzag").validate()
+    with pytest.raises(KdEdgeError, match="SRC_DIR"):
+        synthesize(tmp_path / "x", count=4, size=32, builtin_mix=0.5)
