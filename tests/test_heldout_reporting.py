@@ -69,3 +69,18 @@ def test_a_resumed_run_says_so_and_training_prints_the_blurred_input_beside_its_
     again = _run([*args, "--steps", "4"], capsys)
     assert f"resuming from step 2 of 4 (ckpt-2; --force starts over)" in again, again
     assert json.loads((tmp_path / "run" / "train.json").read_text())["segments"][-1]["start_step"] == 2
+
+
+def test_distill_prints_the_teachers_heldout_score_beside_the_students(tiny, tmp_path, capsys):
+    from kd_edge.distill.trainer import evaluate, load_validation_set
+    from kd_edge.models import load_model
+
+    out = _run(["distill", "--teacher", str(tiny / "tiny.keras"), "--student", "edge-tiny", *TINY, str(tiny / "data"),
+                "--steps", "2", "--val-count", "2", "--val-crop", "48", "--no-progress", "--out", str(tmp_path / "d")],
+               capsys)
+    best = json.loads((tmp_path / "d" / "train.json").read_text())["best"]
+    teacher, _ = load_model(tiny / "tiny.keras")
+    val = load_validation_set(tiny / "data", count=2, crop=48, stride=4)
+    assert best["teacher_psnr"] == pytest.approx(evaluate(teacher, val)[0]["psnr"], abs=1e-4)
+    line = next(x for x in out.splitlines() if x.startswith("held-out PSNR"))
+    assert f"blurred input {best['blurred_psnr']:.2f} dB; teacher {best['teacher_psnr']:.2f} dB" in line, line

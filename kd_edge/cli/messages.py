@@ -29,12 +29,13 @@ def shows_warnings_in_one_line(command_body):
 
 
 def heldout_line(best, *, what="held-out PSNR"):
-    """'held-out PSNR 24.90 dB / SSIM 0.728 at step 500 (blurred input 24.21 dB; parent 24.95 dB; 4 crops)' from
+    """'held-out PSNR 24.90 dB at step 500 (blurred input 24.21 dB; teacher 25.17 dB; 4 held-out crops)' from
     the trainer's ``best`` record (train.json): a score means little without the input's beside it."""
     if not best or best.get("psnr") is None:
         return f"{what}: not measured (no held-out split)"
     beside = [f"{label} {best[key]:.2f} dB" for label, key in (("blurred input", "blurred_psnr"),
-                                                                ("parent", "parent_psnr")) if best.get(key) is not None]
+                                                                ("teacher", "teacher_psnr"), ("parent", "parent_psnr"))
+              if best.get(key) is not None]
     if best.get("crops"):
         beside.append(f"{best['crops']} held-out crops")
     text = f"{what} {best['psnr']:.2f} dB at step {best.get('step')}"

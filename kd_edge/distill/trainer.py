@@ -420,7 +420,7 @@ def train(student, *, teacher=None, data, out, steps, batch=8, patch=128, seed=0
     if best_manager.latest_checkpoint:
         best_ckpt.restore(best_manager.latest_checkpoint).assert_existing_objects_matched()
     info["best"] = ({"step": int(best_step.numpy()), "psnr": float(best_psnr.numpy()), "crops": len(val_set),
-                     **_reference_scores(val_set, parent)} if val_set else None)
+                     **_reference_scores(val_set, parent, teacher)} if val_set else None)
     result = Path(best_manager.latest_checkpoint or manager.latest_checkpoint or out)
     if export and chief:
         from kd_edge.models import save_model
@@ -466,14 +466,17 @@ def _current_lr(optimizer):
     return float(tf.convert_to_tensor(rate).numpy())  # also for distributed (Mirrored) variables
 
 
-def _reference_scores(val_set, parent):
-    """Mean PSNR/SSIM of the blurred input itself (and of ``parent``) on the held-out crops: the figures a
-    model's held-out score must be read against."""
+def _reference_scores(val_set, parent, teacher=None):
+    """Mean PSNR/SSIM of the blurred input itself (and of ``parent`` and ``teacher``) on the held-out crops: the
+    figures a model's held-out score must be read against."""
     scores = {"blurred_psnr": float(np.mean([metrics.psnr(blur, sharp) for _, blur, sharp in val_set])),
               "blurred_ssim": float(np.mean([metrics.ssim(blur, sharp) for _, blur, sharp in val_set]))}
     if parent is not None:
         parent_scores, _ = evaluate(parent, val_set)
         scores.update(parent_psnr=parent_scores["psnr"], parent_ssim=parent_scores["ssim"])
+    if teacher is not None:
+        teacher_scores, _ = evaluate(teacher, val_set)
+        scores.update(teacher_psnr=teacher_scores["psnr"], teacher_ssim=teacher_scores["ssim"])
     return scores
 
 
