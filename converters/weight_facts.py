@@ -115,5 +115,8 @@ def record(target, path, file_size, sha256, fp32=None) -> dict:
     reader = {"tflite": tflite_weights, "onnx": onnx_weights}.get(target.ecosystem)
     if reader is None:
         return {}
-    summary = summarise(reader(path))
+    try:
+        summary = summarise(reader(path))
+    except Exception as exc:  # noqa: BLE001 - an unreadable file fails in its runtime next, with its own message
+        return {"weights": None, "notes": [f"weights not inspected ({type(exc).__name__})"]}
     return {"weights": summary, "notes": notes(target, summary, file_size, sha256, fp32)}
