@@ -121,6 +121,29 @@ def test_quantised_targets_really_are_quantised(all_out):
     assert m["ops"].get("DEQUANTIZE", 0) > 0  # fp16 weights dequantised at load time
 
 
+@pytest.mark.parametrize("target", ["onnx-int8", "tflite-int8", "tflite-dynamic"])
+def test_int8_targets_pass_their_gate_with_every_kernel_family(all_out, keras_model, target):
+    """Portable int8: the fast kernels of this host (XNNPACK, ruy, MLAS integer GEMM) and the ISA-independent
+    paths (LiteRT reference kernels, ONNX Runtime's unfused QDQ graph) all clear the gate."""
+    from kd_edge.benchmarks.int8_portability import kernel_parity
+
+    ecosystem = target.split("-")[0]
+    artifact = all_out / f"tiny.{target}{EXT[ecosystem]}"
+    x = probes(SIZE, SIZE, n=2)
+    scores = kernel_parity(artifact, ecosystem, x, keras_model(x, training=False).numpy())
+    measured = {k: v for k, v in scores.items() if isinstance(v, float)}
+    assert len(measured) >= 2, scores
+    gate = THRESHOLDS_DB[target.split("-")[1]]
+    assert all(v >= gate for v in measured.values()), scores
+    m = json.loads((all_out / (artifact.name + ".json")).read_text())
+    assert m["parity"]["host"]["isa_flags"] and m["parity"]["target_probe"]["psnr_db"] >= gate
+    if target == "onnx-int8":
+        int8 = m["int8"]
+        assert int8["quantization"]["reduce_range"] is True and int8["quantization"]["activation_type"] == "uint8"
+        assert int8["int16_pair_bounds"]["safe"] and int8["int16_pair_bounds"]["max_pair"] <= 32640
+        assert "VNNI" in int8["assumes"]
+
+
 def test_onnx_graphs_keep_only_the_input_and_output_transposes(all_out):
     import onnx
 
@@ -193,7 +216,8 @@ def test_failed_gate_leaves_nothing_and_exits_1(model_path, tmp_path, capsys):
     finally:
         registry._REGISTRY.pop("test-strict-fp16")
     names = sorted(p.name for p in tmp_path.iterdir())
-    assert names == ["tiny.tflite-fp32.tflite", "tiny.tflite-fp32.tflite.json"]  # the good one is kept
+    # the good one is kept, with its manifest and its parity probe
+    assert names == ["tiny.tflite-fp32.tflite", "tiny.tflite-fp32.tflite.json", "tiny.tflite-fp32.tflite.parity.npz"]
 
 
 def _cli(capsys, *args):

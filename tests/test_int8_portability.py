@@ -1,12 +1,11 @@
 """int8 numerics that hold on every CPU: the onnx-int8 recipe cannot saturate the int16 pair sums of ONNX Runtime's
 u8s8 kernels on x86 without VNNI (vpmaddubsw), checked by a numpy emulation that does flag the old recipe (8-bit
 weights) on the same model; the Min/Max -> Clip fold the recipe relies on is exact. Real ONNX Runtime throughout."""
-import logging
-
 import numpy as np
 import pytest
 
 import kd_edge  # noqa: F401  (tf_keras before TensorFlow)
+from kd_edge.benchmarks.onnx_int8_speed import previous_recipe
 from kd_edge.converters import convert, int8_saturation, onnx_int8
 from kd_edge.converters.parity import probe_images, representative
 
@@ -26,22 +25,6 @@ def fp32_onnx(tmp_path_factory):
     return result.artifact
 
 
-def _quantize_8bit_s8s8(fp32_path, out_path, images):
-    """The recipe kd-edge used before issue 14: int8 activations, 8-bit per-channel weights."""
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-
-    class Reader(CalibrationDataReader):
-        def __init__(self):
-            self._it = iter([{"input": img[None]} for img in images])
-
-        def get_next(self):
-            return next(self._it, None)
-
-    logging.getLogger().setLevel(logging.ERROR)
-    quantize_static(str(fp32_path), str(out_path), Reader(), quant_format=QuantFormat.QDQ,
-                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, per_channel=True)
-
-
 def test_portable_recipe_cannot_saturate_and_the_check_flags_8bit_weights(fp32_onnx, tmp_path):
     calib = representative(None, 8, SIZE)
     probes = probe_images(SIZE)[:2]
@@ -54,7 +37,7 @@ def test_portable_recipe_cannot_saturate_and_the_check_flags_8bit_weights(fp32_o
     assert seen["pairs"] > 10**6 and seen["saturated"] == 0 and seen["saturation_free"]
 
     old = tmp_path / "s8s8-8bit.onnx"
-    _quantize_8bit_s8s8(fp32_onnx, old, calib)
+    previous_recipe(fp32_onnx, old, calib)  # kd-edge's recipe before issue 14: s8 activations, 8-bit weights
     bounds = int8_saturation.pair_bounds(old)
     assert not bounds["safe"] and bounds["max_pair"] > 32767
     seen = int8_saturation.probe_saturation(old, probes)
