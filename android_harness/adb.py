@@ -7,6 +7,9 @@ run ``sh device_peak_rss.sh PEAK_FILE [taskset MASK] benchmark_model --graph=...
 bench schema. Every adb call is an argument list; the device-side command line (adb hands one string to the device
 shell) is ``shlex.join`` of fixed tokens and fixed device paths (artifacts are pushed as ``artifact-<i>.tflite``).
 
+Parity on the phone: each probe image of the artifact's ``.parity.npz`` runs once through benchmark_model
+(``--input_layer_value_files``, ``--output_filepath``; see android_harness/parity.py) and is scored on the host.
+
 Not run on hardware here: no phone was attached where kd-edge was developed. Command construction and output
 parsing are unit-tested; device_peak_rss.sh is tested on Linux.
 """
@@ -22,6 +25,7 @@ from kd_edge.benchmarks.schema import validate
 from kd_edge.errors import InputFileError, KdEdgeError
 
 from .benchmark_model import build_command, parse_output, parse_peak_rss
+from .parity import decode_output, encode_input, parity_flags, score, tensor_io
 
 DEVICE_DIR = "/data/local/tmp/kd-edge-bench"
 PEAK_SCRIPT = Path(__file__).resolve().with_name("device_peak_rss.sh")
@@ -146,6 +150,35 @@ def raw_from_benchmark_model(parsed, peak, *, runs, warmup, use_gpu, fp16, use_x
     return raw
 
 
+def phone_parity(dev, info, *, remote_bin, remote_art, dynamic, tmp, index, threads, use_xnnpack, use_gpu, fp16,
+                 cpu_mask):
+    """The artifact's parity on the phone (see android_harness/parity.py); {"measured": False, ...} on failure."""
+    import numpy as np
+
+    probe = info["parity_probe"]
+    with np.load(probe["path"], allow_pickle=False) as data:
+        inputs, reference = data["inputs"], data["reference"]
+    in_detail, out_detail = tensor_io(info["artifact"])
+    outputs = []
+    try:
+        for j, image in enumerate(inputs):
+            local_in, local_out = Path(tmp) / f"probe-{index}-{j}.raw", Path(tmp) / f"probe-{index}-{j}.out"
+            remote_in, remote_out = f"{DEVICE_DIR}/probe-{index}-{j}.raw", f"{DEVICE_DIR}/probe-{index}-{j}.out"
+            local_in.write_bytes(encode_input(image, in_detail))
+            dev.push(local_in, remote_in)
+            shape = [1, *image.shape]
+            flags = parity_flags(in_detail["name"], remote_in, remote_out, shape if dynamic else None)
+            cmd = build_command(remote_bin, remote_art, threads=threads, runs=1, warmup=0, use_xnnpack=use_xnnpack,
+                                use_gpu=use_gpu, fp16=fp16, cpu_mask=cpu_mask, report_peak_memory=False,
+                                extra_flags=flags)
+            dev.shell(cmd, f"benchmark_model parity {info['name']}")
+            dev.pull(remote_out, local_out)
+            outputs.append(decode_output(local_out.read_bytes(), out_detail, shape))
+    except KdEdgeError as exc:
+        return {"measured": False, "reason": f"parity on the phone: {exc}"}
+    return score(outputs, reference, probe["threshold_db"])
+
+
 def bench_adb(artifacts, *, benchmark_model, serial=None, adb=None, threads=(1,), size=256, runs=100, warmup=10,
               use_xnnpack=True, use_gpu=False, fp16=False, cpu_mask=None, command=None, notes=(), echo=None):
     """Benchmark .tflite artifacts on a phone. Returns a validated bench document (device kind 'adb')."""
@@ -191,6 +224,9 @@ def bench_adb(artifacts, *, benchmark_model, serial=None, adb=None, threads=(1,)
             eff_size = fixed or size
             remote_art = f"{DEVICE_DIR}/artifact-{i}.tflite"
             dev.push(info["artifact"], remote_art)
+            phone = dict(remote_bin=remote_bin, remote_art=remote_art, dynamic=fixed is None, tmp=tmp, index=i,
+                         threads=max(threads), use_xnnpack=use_xnnpack, use_gpu=use_gpu, fp16=fp16, cpu_mask=cpu_mask)
+            parity = phone_parity(dev, info, **phone) if info["parity_probe"].get("path") else None
             for t in threads:
                 peak_remote = f"{DEVICE_DIR}/peak-{i}-{t}.txt"
                 bm = build_command(remote_bin, remote_art, threads=t, runs=runs, warmup=warmup,
@@ -206,6 +242,12 @@ def bench_adb(artifacts, *, benchmark_model, serial=None, adb=None, threads=(1,)
                                                    use_xnnpack=use_xnnpack, size=eff_size)
                 except KdEdgeError as exc:
                     raw = {"status": "failed", "reason": str(exc)}
+                if parity is not None:
+                    raw["parity"] = parity
+                    if parity.get("passed") is False and raw["status"] == "ok":
+                        raw.update(status="failed", reason=(
+                            f"parity {parity['psnr_db']:.1f} dB < gate {parity['threshold_db']:g} dB on this phone: "
+                            "the artifact's numerics differ here from where it was converted; do not deploy it here"))
                 result = harness.make_result(info, raw, threads=t, size=eff_size)
                 doc["results"].append(result)
                 if echo:

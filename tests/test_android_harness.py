@@ -204,3 +204,49 @@ def test_cli_adb_without_adb_is_a_clear_error(tmp_path, kd_edge_exe):
     res = subprocess.run([kd_edge_exe, "bench", str(art), "--device", "adb:XYZ", "--adb", str(tmp_path / "none")],
                          capture_output=True, text=True, env=env, timeout=120)
     assert res.returncode == 1 and "adb not found" in res.stderr
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory):
+    sys.path.insert(0, str(Path(__file__).parent))
+    from bench_artifacts import converted_artifacts
+
+    return converted_artifacts(tmp_path_factory.mktemp("adb-parity"), size=32, targets=("tflite-fp32", "tflite-int8"))
+
+
+def test_phone_parity_up_to_the_device_boundary(converted, tmp_path):
+    """What kd-edge hands benchmark_model (raw input tensor files) and reads back (--output_filepath bytes), with
+    real LiteRT standing in for the phone's benchmark_model: the same parity as the host runner measures."""
+    import numpy as np
+    from ai_edge_litert.interpreter import Interpreter
+
+    from kd_edge.android_harness.parity import decode_output, encode_input, parity_flags, score, tensor_io
+    from kd_edge.benchmarks import runner
+    from kd_edge.converters.parity import probe_file_path
+
+    art = converted["tflite-int8"]
+    with np.load(probe_file_path(art)) as data:
+        inputs, reference = data["inputs"], data["reference"]
+    in_d, out_d = tensor_io(art)
+    interp = Interpreter(model_path=str(art))
+    interp.allocate_tensors()
+    outputs = []
+    for image in inputs:
+        raw = encode_input(image, in_d)
+        assert len(raw) == int(np.prod(in_d["shape"])) * np.dtype(in_d["dtype"]).itemsize
+        # benchmark_model: the value file's bytes become the input tensor; --output_filepath gets the output's bytes
+        interp.set_tensor(in_d["index"], np.frombuffer(raw, in_d["dtype"]).reshape(in_d["shape"]))
+        interp.invoke()
+        outputs.append(decode_output(interp.get_tensor(out_d["index"]).tobytes(), out_d, [1, *image.shape]))
+    phone = score(outputs, reference, 30.0)
+    host = runner.measure(str(art), threads=1, size=32, runs=1, warmup=0, parity=str(probe_file_path(art)),
+                          gate_db=30.0)["parity"]
+    assert phone["passed"] and phone["psnr_db"] == pytest.approx(host["psnr_db"], abs=1e-6)
+    with pytest.raises(KdEdgeError, match="output bytes"):
+        decode_output(b"\0" * 10, out_d, [1, 32, 32, 3])
+    flags = parity_flags(in_d["name"], "/d/in.raw", "/d/out.bin", [1, 32, 32, 3])
+    assert flags == [f"--input_layer={in_d['name']}", "--input_layer_shape=1,32,32,3",
+                     f"--input_layer_value_files={in_d['name']}:/d/in.raw", "--output_filepath=/d/out.bin"]
+    cmd = build_command("/d/benchmark_model", "/d/a.tflite", runs=1, warmup=0, report_peak_memory=False,
+                        extra_flags=flags)
+    assert "--num_runs=1" in cmd and "--warmup_runs=0" in cmd and cmd[-1] == "--output_filepath=/d/out.bin"
