@@ -213,8 +213,11 @@ def convert_guarded(target, source, out_dir, size, options):
     with ``error`` (one line that names the artifact, never its hidden temp file), so other targets still run.
     A passing fp32 artifact is remembered in ``options["fp32_built"]`` for the size notes of later targets."""
     start = time.perf_counter()
+    from kd_edge.quiet_import import native_stderr_silenced
+
     try:
-        result = convert_one(target, source, out_dir, size, options)
+        with native_stderr_silenced():  # converter and runtime C++ log lines only with --verbose
+            result = convert_one(target, source, out_dir, size, options)
     except Exception as exc:  # noqa: BLE001 - one target's failure is reported in the table, not fatal
         final = artifact_path(out_dir, source.stem, target)
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

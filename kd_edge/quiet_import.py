@@ -64,6 +64,23 @@ def third_party_output_silenced():
                     print(f"kd-edge: warning: {w.message}", file=sys.stderr)
 
 
+@contextlib.contextmanager
+def native_stderr_silenced():
+    """In quiet mode: what C++ code writes to fd 2 (LiteRT's XNNPACK INFO line, the TFLite quantizer's
+    ``fully_quantize: ...``) goes to /dev/null for the block, while Python's ``sys.stderr`` (progress bars,
+    warnings, messages) still reaches the real stderr. Outside quiet mode: nothing changes."""
+    if not is_quiet():
+        yield
+        return
+    previous = sys.stderr
+    with stderr_silenced() as real:
+        sys.stderr = real
+        try:
+            yield
+        finally:
+            sys.stderr = previous
+
+
 def _from_kd_edge(filename) -> bool:
     here = os.path.dirname(os.path.abspath(__file__))
     root = os.path.dirname(here)  # converters/, benchmarks/ are installed beside kd_edge as kd_edge.* packages

@@ -33,9 +33,10 @@ def heldout_line(best, *, what="held-out PSNR"):
     the trainer's ``best`` record (train.json): a score means little without the input's beside it."""
     if not best or best.get("psnr") is None:
         return f"{what}: not measured (no held-out split)"
-    beside = [f"{label} {best[key]:.2f} dB" for label, key in (("blurred input", "blurred_psnr"),
-                                                                ("teacher", "teacher_psnr"), ("parent", "parent_psnr"))
-              if best.get(key) is not None]
+    shown = [("blurred input", "blurred_psnr"), ("teacher", "teacher_psnr"), ("parent", "parent_psnr")]
+    if best.get("teacher_psnr") is not None and best.get("teacher_psnr") == best.get("parent_psnr"):
+        shown = [shown[0], ("parent (also the teacher)", "parent_psnr")]  # the parent distilled into its own copy
+    beside = [f"{label} {best[key]:.2f} dB" for label, key in shown if best.get(key) is not None]
     if best.get("crops"):
         beside.append(f"{best['crops']} held-out crops")
     text = f"{what} {best['psnr']:.2f} dB at step {best.get('step')}"
