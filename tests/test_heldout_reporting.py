@@ -85,3 +85,22 @@ def test_distill_prints_the_teachers_heldout_score_beside_the_students(tiny, tmp
     assert best["teacher_psnr"] == pytest.approx(evaluate(teacher, val)[0]["psnr"], abs=1e-4)
     line = next(x for x in out.splitlines() if x.startswith("held-out PSNR"))
     assert f"blurred input {best['blurred_psnr']:.2f} dB; teacher {best['teacher_psnr']:.2f} dB" in line, line
+
+
+@pytest.mark.slow
+def test_qat_prints_its_heldout_figures_and_no_converter_noise(tiny, tmp_path, kd_edge_exe):
+    import subprocess
+
+    proc = subprocess.run([kd_edge_exe, "quantize", str(tiny / "tiny.keras"), "--qat", "--steps", "2", *TINY,
+                           str(tiny / "data"), "--out", str(tmp_path / "q")], capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    h = json.loads((tmp_path / "q" / "quantize_report.json").read_text())["heldout"]
+    line = next(x for x in proc.stdout.splitlines() if "held-out PSNR after fine-tuning" in x)
+    assert f"blurred input {h['blurred_input_psnr_db']:.2f} dB" in line
+    assert f"parent (also the teacher) {h['parent_psnr_db']:.2f} dB" in line
+    assert "Warning:" not in proc.stderr, proc.stderr
+    tflite = json.loads((tmp_path / "q" / "quantize_report.json").read_text()).get("tflite") or {}
+    if tflite.get("target") == "tflite-int8":  # made by kd-edge convert's pipeline (issue 15 item 4), which is quiet
+        for noise in ("fully_quantize", "XNNPACK delegate"):
+            assert noise not in proc.stdout + proc.stderr, (noise, proc.stderr)
