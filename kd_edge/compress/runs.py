@@ -235,8 +235,10 @@ def run_qat(model_path, out, *, steps=200, teacher=None, data="synth", batch=8, 
     """``kd-edge quantize --qat``: tfmot QAT (prune-preserving when sparse) + distillation fine-tuning.
 
     Writes ``<out>/model.keras`` (the QAT Keras model, loadable by ``kd_edge.models.load_model`` and
-    convertible by ``kd-edge convert --target tflite-int8``) and, with ``tflite``, ``<out>/model.int8.tflite``
-    (full integer, float I/O) plus its parity against the float parent on the calibration images.
+    convertible by ``kd-edge convert --target tflite-int8``) and, with ``tflite``, what that convert writes:
+    ``<out>/model.tflite-int8.tflite`` (full integer, float I/O) and its manifest, gated on parity against the QAT
+    Keras model (:func:`int8_artifact`); below the gate the artifact is not written and KdEdgeError is raised
+    after the report.
     """
     model_path = model_file(model_path)
     from kd_edge.compress import lineage, qat
