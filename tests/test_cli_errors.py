@@ -101,6 +101,29 @@ def test_convert_and_eval_check_their_output_folder_first(tiny, tmp_path, capsys
         "(--out must be a folder)"], err
 
 
+@pytest.mark.parametrize("argv", [
+    ["train-teacher", "--arch", "edge-tiny", "--data", "{pairs}", "--steps", "1", "--out", "{out}"],
+    ["distill", "--student", "edge-tiny", "--no-teacher", "--data", "{pairs}", "--steps", "1", "--out", "{out}"],
+    ["prune", "{model}", "--filters", "0.25", "--steps", "1", "--data", "{pairs}", "--out", "{out}"],
+    ["quantize", "{model}", "--qat", "--steps", "1", "--data", "{pairs}", "--out", "{out}"],
+    ["data", "synth", "{out}", "--count", "2", "--size", "32"],
+], ids=lambda argv: " ".join(argv[:2]))
+def test_every_command_names_an_output_folder_it_cannot_use(tiny, tmp_path, capsys, argv):
+    (tmp_path / "afile").write_text("a file")
+    out = tmp_path / "afile" / "sub"
+    argv = [a.format(out=out, pairs=tiny / "pairs", model=tiny / "tiny.keras") for a in argv]
+    code, _, err = _run(argv, capsys)
+    assert code == 1, err
+    assert _errors(err) == [f"kd-edge: error: {out}: {tmp_path / 'afile'} is a file, not a folder"
+                            + (" (--out must be a folder)" if "--out" in argv else "")], err
+    assert not (tmp_path / "afile").is_dir()
+
+
+def test_an_os_error_on_an_output_file_is_one_line_naming_it(tmp_path, capsys):
+    code, _, err = _run(["models", "edge-tiny", "--json", "/proc/kdx/models.json"], capsys)
+    assert code == 1 and _errors(err) == ["kd-edge: error: /proc/kdx: no such file or directory"], err
+
+
 # ------------------------------------------------------------------------------------------ item 7: exit codes
 MISSING = "nosuch-input"
 

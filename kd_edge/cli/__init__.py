@@ -140,6 +140,16 @@ def main(argv=None):
     except KeyboardInterrupt:
         click.echo("kd-edge: interrupted", err=True)
         return _exit(130)
+    except OSError as exc:  # a file or folder the OS refused: name it, in words, not as a Python class
+        if _state["debug"]:
+            traceback.print_exc()
+        if exc.filename is None:
+            click.echo(f"kd-edge: error: {type(exc).__name__}: {exc} (run with --debug for the traceback)", err=True)
+        else:
+            from kd_edge.cli.paths import os_reason
+
+            click.echo(f"kd-edge: error: {exc.filename}: {os_reason(exc)}", err=True)
+        return _exit(1)
     except Exception as exc:  # noqa: BLE001 - last resort: one line, traceback on --debug
         if _state["debug"]:
             traceback.print_exc()

@@ -62,7 +62,7 @@ def _validation(report):
               help="Really remove this fraction of the lowest-L1 filters (e.g. 0.2) and rebuild a narrower model.")
 @click.option("--steps", default=200, show_default=True, type=click.IntRange(0),
               help="Distillation fine-tuning steps (0 with --filters: no fine-tuning).")
-@click.option("--out", "out", required=True, type=click.Path(file_okay=False),
+@click.option("--out", "out", required=True, type=click.Path(),  # checked by ensure_output_dir
               help="Output folder: model.keras (+ manifest), prune_report.json, finetune/.")
 @click.option("--teacher", type=click.Path(),
               help="Teacher for distillation fine-tuning (default: the unpruned model itself).")
@@ -89,6 +89,9 @@ def prune(model, sparsity, schedule, filters, steps, out, teacher, data, batch, 
     """
     if (sparsity is None) == (filters is None):
         raise click.UsageError("choose exactly one of --sparsity FRACTION or --filters FRACTION")
+    from kd_edge.cli.paths import ensure_output_dir
+
+    ensure_output_dir(out)  # before the model loads: a folder that cannot be made or written is one line
     from kd_edge.atomic import write_json
     from kd_edge.compress import runs
 
@@ -113,7 +116,7 @@ def prune(model, sparsity, schedule, filters, steps, out, teacher, data, batch, 
 @click.option("--qat", is_flag=True, help="Quantization-aware training with distillation (tfmot).")
 @click.option("--ptq", is_flag=True, help="Post-training full-int8 TFLite calibrated on --calib images.")
 @click.option("--steps", default=200, show_default=True, type=click.IntRange(1), help="QAT fine-tuning steps.")
-@click.option("--out", "out", type=click.Path(file_okay=False),
+@click.option("--out", "out", type=click.Path(),  # checked by ensure_output_dir
               help="Output folder: model.keras (QAT), <model>.tflite-int8.tflite + manifest (the same converter and "
                    "parity gate as kd-edge convert), quantize_report.json.")
 @click.option("--teacher", type=click.Path(),
@@ -151,6 +154,10 @@ def quantize(model, check_only, qat, ptq, steps, out, teacher, data, batch, patc
     """
     if sum([check_only, qat, ptq]) != 1:
         raise click.UsageError("choose exactly one of --check, --qat or --ptq")
+    if out is not None and not check_only:
+        from kd_edge.cli.paths import ensure_output_dir
+
+        ensure_output_dir(out)  # before the model loads
     from kd_edge.atomic import write_json
 
     if check_only:

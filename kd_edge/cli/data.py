@@ -4,7 +4,7 @@ from pathlib import Path
 import click
 
 from kd_edge.cli.messages import shows_warnings_in_one_line
-from kd_edge.cli.paths import ExistingPath
+from kd_edge.cli.paths import ExistingPath, ensure_output_parent
 from kd_edge.errors import InputFileError, KdEdgeError
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
@@ -68,6 +68,7 @@ def synth(paths, count, size, seed, test_fraction, camera, photo_fraction, from_
     src_dir, out_dir = (None, paths[0]) if len(paths) == 1 else paths
     if src_dir is not None and not Path(src_dir).is_dir():
         raise InputFileError(src_dir, "no such folder" if not Path(src_dir).exists() else "is a file, not a folder")
+    ensure_output_parent(out_dir)  # before any image is made: one line if OUT_DIR cannot be written there
     from kd_edge.data.synth import CAMERA_PRESET, DEFAULT_PHOTO_FRACTION, SynthParams, regenerate, synthesize
 
     if from_json is not None:

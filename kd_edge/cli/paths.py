@@ -46,12 +46,12 @@ def ensure_output_dir(path, option="--out") -> Path:
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise InputFileError(path, f"cannot create the folder ({_reason(exc)})") from None
+        raise InputFileError(path, f"cannot create the folder ({os_reason(exc)})") from None
     try:
         with tempfile.TemporaryFile(dir=path, prefix=".kd-edge-write-probe."):
             pass
     except OSError as exc:
-        raise InputFileError(path, f"folder is not writable ({_reason(exc)})") from None
+        raise InputFileError(path, f"folder is not writable ({os_reason(exc)})") from None
     return path
 
 
@@ -66,6 +66,23 @@ def _file_in_the_way(path: Path):
     return None
 
 
-def _reason(exc: OSError) -> str:
+def os_reason(exc: OSError) -> str:
+    """An OSError's reason in plain lower-case words: 'no such file or directory'."""
     text = exc.strerror or errno.errorcode.get(exc.errno or 0, "") or type(exc).__name__
     return text[:1].lower() + text[1:]
+
+
+def ensure_output_parent(path, option="OUT_DIR"):
+    """For an output folder that is built beside itself and renamed into place (a dataset): ``path`` must not be a
+    file, and its parent is made and probed. Raises InputFileError naming ``path``."""
+    path = Path(path)
+    blocker = _file_in_the_way(path)
+    if blocker == path:
+        raise InputFileError(path, f"is a file, not a folder ({option} must be a folder)")
+    if blocker is not None:
+        raise InputFileError(path, f"{blocker} is a file, not a folder")
+    try:
+        ensure_output_dir(path.parent, option=option)
+    except InputFileError as exc:
+        raise InputFileError(path, f"cannot be made: {exc.path}: {exc.problem}") from None
+    return path

@@ -24,7 +24,7 @@ def common_options(fn):
         click.option("--data", "data", required=True, metavar="DIR|synth",
                      help="DBlur root with train/ and test/ (or validation/), or 'synth' to generate the built-in "
                           "synthetic set into <out>/data."),
-        click.option("--out", "out", required=True, type=click.Path(file_okay=False),
+        click.option("--out", "out", required=True, type=click.Path(),  # checked by ensure_output_dir
                      help="Run folder: ckpt/, best/, tb/, train.json, model.keras (+ .json manifest)."),
         click.option("--steps", default=2000, show_default=True, type=click.IntRange(min=1),
                      help="Total optimizer steps (a resumed run continues up to this number)."),
@@ -85,9 +85,9 @@ def common_options(fn):
 
 
 def _prepare_out(out, force):
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise InputFileError(out, "--out exists and is not a directory")
+    from kd_edge.cli.paths import ensure_output_dir
+
+    out = ensure_output_dir(out)  # made and probed before any model or data loads: one line if it cannot be
     if force:
         for name in ("ckpt", "best", "tb"):
             shutil.rmtree(out / name, ignore_errors=True)
