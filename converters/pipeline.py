@@ -248,18 +248,18 @@ def _run_gate(target, source, tmp, size, options):
         from kd_edge.converters.coreml import can_execute, not_measured
 
         if not can_execute():
-            return dict(not_measured(target), target_probe=dict(probe, psnr_db=None), host=_cpu_facts()), probe_bytes
+            return dict(not_measured(target), target_probe=dict(probe, psnr_db=None), host=cpu_facts()), probe_bytes
     runtime = RUNTIMES[target.ecosystem](tmp, None, False, threads=options.get("threads"))
     parity = gate(target, source, runtime, _probe_sets(size, source.stride, options.get("calib")))
     calib = options.get("calib")
     parity["probe_source"] = (f"crops of {calib} (seed {PROBE_SEED})" if calib and size is not None
                               else f"built-in synthetic blurred scenes (seed {PROBE_SEED})")
     parity["target_probe"] = dict(probe, psnr_db=measure_on_probe(runtime, inputs, reference))
-    parity["host"] = _cpu_facts()
+    parity["host"] = cpu_facts()
     return parity, probe_bytes
 
 
-def _cpu_facts():
+def cpu_facts():
     """The CPU the gate ran on: int8 kernels differ by instruction set (avx2, avx512_vnni, asimddp...)."""
     from kd_edge.benchmarks.runner import host_facts
 

@@ -65,6 +65,9 @@ def probes(h, w, n=2, seed=7):
 def test_all_makes_every_artifact_in_one_call(all_out):
     summary = json.loads((all_out / "summary.json").read_text())
     assert [r["target"] for r in summary["results"]] == list(TARGETS)
+    # the CPU that gated them (int8 kernels differ by instruction set), in the summary and in every parity record
+    assert summary["host"]["isa_flags"] and summary["host"]["cpu_model"]
+    assert all(r["parity"]["host"] == summary["host"] for r in summary["results"])
     for target in TARGETS:
         artifact = all_out / f"tiny.{target}{EXT[target.split('-')[0]]}"
         assert artifact.exists(), artifact

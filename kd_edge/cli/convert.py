@@ -107,7 +107,9 @@ def convert(model, targets, out_dir, input_size, calib, calib_count, int8_io, th
     for r in results:
         click.echo(r.summary())
     if json_file:
-        write_json(json_file, {"model": str(model), "out": str(Path(out_dir)), "results": [
+        from kd_edge.converters.pipeline import cpu_facts
+
+        write_json(json_file, {"model": str(model), "out": str(Path(out_dir)), "host": cpu_facts(), "results": [
             {"target": r.target, "artifact": str(r.artifact) if r.artifact else None, "passed": r.passed,
              "parity": r.manifest.get("parity"), "file_size": r.manifest.get("file_size"),
              "gzip_size": r.manifest.get("gzip_size"), "sha256": r.manifest.get("sha256"),
