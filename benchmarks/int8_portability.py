@@ -9,8 +9,9 @@ Converts the model (default: the embedded default student) to onnx-int8, tflite-
   (``BUILTIN_REF``: plain int32 arithmetic, no SIMD, the same on every CPU);
 - ONNX Runtime: the fused integer kernels (QLinearConv..., MLAS, ISA-specific) and the unfused QDQ graph
   (``ORT_DISABLE_ALL``: DequantizeLinear -> float op -> QuantizeLinear, no integer GEMM at all);
-- onnx-int8 also through ``int8_saturation`` (numpy emulation of the u8s8 ``vpmaddubsw`` int16 saturation of x86
-  without VNNI, the one documented kernel difference the other rows cannot show on a VNNI host).
+- onnx-int8 also through ``int8_saturation.emulate_without_vnni`` (end to end, every dense convolution computed as
+  x86 without VNNI does: saturating int16 pair sums of ``vpmaddubsw``), the one documented kernel difference the
+  other rows cannot show on a VNNI host; and, for contrast, the recipe kd-edge used before issue 14 the same ways.
 
 If the fast kernels of this host score like the ISA-independent reference paths, the artifact's accuracy does not
 come from this host's instruction set. The JSON records the host's CPU flags.
@@ -102,19 +103,35 @@ def main(argv=None):
     model = Path(args.model) if args.model else default_model_path("student")
     probes = probe_images(SIZE)
     reference = load(model).predict(probes)
+    from kd_edge.benchmarks.onnx_int8_speed import previous_recipe
+    from kd_edge.converters.parity import representative
+    from kd_edge.metrics import psnr
+
+    def emulated(path):
+        return float(np.min(psnr(reference, int8_saturation.emulate_without_vnni(path, probes))))
+
     rows = {}
     with tempfile.TemporaryDirectory(prefix="kd-edge-int8-") as tmp:
-        for result in convert(model, list(TARGETS), tmp, input_size=SIZE):
+        for result in convert(model, ["onnx-fp32", *TARGETS], tmp, input_size=SIZE):
+            if result.target == "onnx-fp32":
+                old = Path(tmp) / "previous-recipe.onnx"
+                previous_recipe(result.artifact, old, representative(None, 32, SIZE))
+                rows["onnx-int8 (recipe before issue 14)"] = {
+                    "by_kernels": dict(kernel_parity(old, "onnx", probes, reference),
+                                       **{"emulated x86 without VNNI": emulated(old)})}
+                continue
             ecosystem = result.target.split("-")[0]
             row = {"gate_db": result.manifest["parity"]["threshold_db"],
                    "gated_psnr_db": result.manifest["parity"]["psnr_db"],
                    "by_kernels": kernel_parity(result.artifact, ecosystem, probes, reference)}
             if result.target == "onnx-int8":
+                row["by_kernels"]["emulated x86 without VNNI"] = emulated(result.artifact)
                 row["int16_saturation_on_probes"] = {
                     k: v for k, v in int8_saturation.probe_saturation(result.artifact, probes).items() if k != "layers"}
                 row["quantization"] = result.manifest["int8"]["quantization"]
             rows[result.target] = row
-            print(f"{result.target:15s} " + "  ".join(f"{k} {v:.2f} dB" if isinstance(v, float) else f"{k} {v}"
+        for target, row in rows.items():
+            print(f"{target:15s} " + "  ".join(f"{k} {v:.2f} dB" if isinstance(v, float) else f"{k} {v}"
                                                       for k, v in row["by_kernels"].items()))
     doc = {"what": "parity (min PSNR vs Keras over the converter's 4 probe images at 256x256) of each int8 target "
                    "under every kernel family this host runs", "model": str(model), "host": local_host_facts(),

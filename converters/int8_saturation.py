@@ -175,3 +175,101 @@ def probe_saturation(model, images, input_name="input") -> dict:
             "images": int(len(images)), "dense_convs": len(layers), **totals,
             "saturated_convs": sum(r["saturated"] > 0 for r in layers.values()),
             "saturation_free": totals["saturated"] == 0, "layers": list(layers.values())}
+
+
+# ------------------------------------------------------------------------------ end-to-end emulation without VNNI
+def _bias(proto, node, inits):
+    """The float bias of a QDQ Conv (DequantizeLinear of an int32 initializer), or None."""
+    if len(node.input) < 3 or not node.input[2]:
+        return None
+    producer = {o: n for n in proto.graph.node for o in n.output}
+    dq = producer.get(node.input[2])
+    if dq is None:
+        return inits[node.input[2]].astype(np.float64)
+    q, scale = inits[dq.input[0]].astype(np.float64), inits[dq.input[1]].astype(np.float64)
+    zero = inits[dq.input[2]].astype(np.float64) if len(dq.input) > 2 and dq.input[2] else 0.0
+    return (q - zero) * scale
+
+
+def _saturating_conv(q, zero, scale_a, weight, scale_w, bias, attrs):
+    """A dense Conv as ONNX Runtime's u8s8 kernel computes it on x86 without VNNI: int16-saturated pair sums
+    (K order kh, kw, cin), exact int32 accumulation, zero-point correction, float requantisation scale and bias."""
+    group = int(attrs.get("group", 1))
+    n, c, h, w = q.shape
+    cin, m_per = c // group, weight.shape[0] // group
+    outs = []
+    for g in range(group):
+        cols = _pad_even(_im2col_u8(q[:, g * cin : (g + 1) * cin], weight.shape, attrs, zero), axis=1)
+        wk = _pad_even(_k_major(weight[g * m_per : (g + 1) * m_per]), axis=1)
+        total = cols.astype(np.float64) @ wk.T.astype(np.float64)
+        pos, neg = np.clip(wk, 0, None), np.clip(wk, None, 0)
+        for j in range(0, wk.shape[1], 2):
+            can = (255 * pos[:, j : j + 2].sum(1) > INT16_MAX) | (255 * neg[:, j : j + 2].sum(1) < INT16_MIN)
+            if not can.any():
+                continue
+            pair = cols[:, j : j + 2].astype(np.float32) @ wk[can, j : j + 2].T.astype(np.float32)
+            total[:, can] -= pair - np.clip(pair, INT16_MIN, INT16_MAX)
+        total -= zero * wk.sum(axis=1)[None, :]
+        outs.append(total)
+    acc = np.concatenate(outs, axis=1)
+    sh, sw = attrs.get("strides", [1, 1])
+    dh, dw = attrs.get("dilations", [1, 1])
+    pads = attrs.get("pads", [0, 0, 0, 0])
+    kh, kw = weight.shape[2], weight.shape[3]
+    ho = (h + pads[0] + pads[2] - dh * (kh - 1) - 1) // sh + 1
+    wo = (w + pads[1] + pads[3] - dw * (kw - 1) - 1) // sw + 1
+    y = acc * (scale_a * np.asarray(scale_w, np.float64).reshape(1, -1))
+    if bias is not None:
+        y = y + bias.reshape(1, -1)
+    return y.reshape(n, ho, wo, -1).transpose(0, 3, 1, 2).astype(np.float32)
+
+
+def emulate_without_vnni(model, images, input_name="input"):
+    """The QDQ graph's output on ``images`` as x86 without VNNI would compute it: every dense quantized Conv is
+    replaced by :func:`_saturating_conv`; everything else runs in ONNX Runtime (fusions off, so QuantizeLinear
+    outputs are observable). The cut graph is run once per dense Conv in topological order (each run makes the
+    next Conv's input final). Depthwise convolutions run unchanged (their kernel widens, no pair sums)."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import numpy_helper
+
+    proto = _model(model)
+    inits = {i.name: numpy_helper.to_array(i) for i in proto.graph.initializer}
+    convs = [c for c in _quantized_convs(proto) if not _is_depthwise(c[1], c[4]) and c[3] is not None
+             and c[1].dtype == np.int8]
+    cut = onnx.ModelProto()
+    cut.CopyFrom(proto)
+    names = {c[0].output[0] for c in convs}
+    kept = [n for n in cut.graph.node if n.output[0] not in names]
+    del cut.graph.node[:]
+    cut.graph.node.extend(kept)
+    for node, *_ in convs:
+        cut.graph.input.append(onnx.ValueInfoProto(name=node.output[0]))
+    final = [o.name for o in cut.graph.output]
+    for _node, _w, _adq, aq, _attrs in convs:
+        if aq.output[0] not in {o.name for o in cut.graph.output}:
+            cut.graph.output.append(onnx.ValueInfoProto(name=aq.output[0]))
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    opts.log_severity_level = 3
+    session = ort.InferenceSession(cut.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    out_names = [o.name for o in session.get_outputs()]
+    inferred = onnx.shape_inference.infer_shapes(proto)
+    dims = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim] for v in inferred.graph.value_info}
+    results = []
+    for image in np.asarray(images, np.float32):
+        feed = {input_name: image[None]}
+        for node, *_ in convs:  # placeholders until each conv is emulated (any finite value: not read before)
+            feed[node.output[0]] = np.zeros([d or 1 for d in dims[node.output[0]]], np.float32)
+        for node, weight, _adq, aq, attrs in convs:
+            values = dict(zip(out_names, session.run(out_names, feed)))
+            q = values[aq.output[0]]
+            zero = int(np.asarray(inits[aq.input[2]]).reshape(-1)[0]) if len(aq.input) > 2 else 0
+            if q.dtype == np.int8:
+                q = (q.astype(np.int16) + 128).astype(np.uint8)
+                zero += 128
+            wdq = next(n for n in proto.graph.node if n.output and n.output[0] == node.input[1])
+            feed[node.output[0]] = _saturating_conv(q, zero, float(np.asarray(inits[aq.input[1]]).reshape(-1)[0]),
+                                                    weight, inits[wdq.input[1]], _bias(proto, node, inits), attrs)
+        results.append(dict(zip(out_names, session.run(out_names, feed)))[final[0]][0])
+    return np.stack(results)
