@@ -49,8 +49,8 @@ def stderr_silenced():
 @contextlib.contextmanager
 def third_party_output_silenced():
     """In quiet mode: fd 2 silenced and third-party Python warnings dropped for the block; kd-edge's own
-    warnings are shown afterwards, one line each (``kd-edge: warning: ...``). Outside quiet mode: nothing
-    changes. Yields a writable text stream on the real stderr, for the caller's own messages."""
+    warnings are re-issued afterwards (the CLI shows them as one line each, ``kd-edge: warning: ...``).
+    Outside quiet mode: nothing changes. Yields a writable text stream on the real stderr, for the caller's own messages."""
     if not is_quiet():
         yield sys.stderr
         return
@@ -59,9 +59,9 @@ def third_party_output_silenced():
             with stderr_silenced() as real:
                 yield real
         finally:
-            for w in caught:
+            for w in caught:  # kd-edge's own warnings go on, through the warnings machinery (one line in the CLI)
                 if _from_kd_edge(w.filename):
-                    print(f"kd-edge: warning: {w.message}", file=sys.stderr)
+                    warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
 
 
 @contextlib.contextmanager

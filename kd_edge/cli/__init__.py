@@ -116,6 +116,9 @@ def cli(ctx, verbose, debug):
     """kd-edge: from a deblurring model to a phone, with proof of what it costs and keeps."""
     _state["debug"] = debug
     configure_logging(verbose)
+    from kd_edge.cli.messages import show_warnings_in_one_line
+
+    show_warnings_in_one_line()  # every command: `kd-edge: warning: ...`, never a file:line and its source line
 
 
 def main(argv=None):

@@ -11,6 +11,11 @@ def _show(message, category, filename, lineno, file=None, line=None):
     click.echo(f"kd-edge: warning: {message}", err=True)
 
 
+def show_warnings_in_one_line():
+    """Install the one-line format for the rest of the process (the CLI does, for every command)."""
+    warnings.showwarning = _show
+
+
 @contextlib.contextmanager
 def one_line_warnings():
     with warnings.catch_warnings():
