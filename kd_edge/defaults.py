@@ -17,5 +17,14 @@ def default_model_path(role: str = "student") -> Path:
     return path
 
 
+def default_qat_path():
+    """The embedded student after quantization-aware training (``default-student-qat.keras``), or None.
+
+    Post-training int8 costs the default student more than QAT does, so ``kd-edge run`` converts this one for int8.
+    """
+    path = WEIGHTS_DIR / "default-student-qat.keras"
+    return path if path.is_file() else None
+
+
 def model_card_path() -> Path:
     return WEIGHTS_DIR / "MODEL_CARD.md"

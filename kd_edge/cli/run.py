@@ -24,6 +24,7 @@ EVAL_SYNTH = ["--count", "32", "--size", "256", "--seed", "2026", "--test-fracti
               "--defocus", "1.0", "--noise", "0.01"]
 DEBLUR_TARGETS = ("tflite-fp16", "tflite-int8")
 EVAL_TARGETS = ("tflite-fp16", "tflite-int8", "onnx-int8")
+REALBLUR = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "realblur"  # ../shared beside a checkout
 
 
 def _kd_edge(*args):
@@ -84,8 +85,9 @@ def run(out, student, teacher, threads, runs):
 
     Example: kd-edge run --out runs/make-run
     """
-    from kd_edge.defaults import default_model_path
+    from kd_edge.defaults import default_model_path, default_qat_path
 
+    qat = default_qat_path() if student is None else None  # the embedded student's QAT twin, for int8
     student = student or default_model_path("student")
     teacher = teacher or default_model_path("teacher")
     out.mkdir(parents=True, exist_ok=True)
@@ -93,28 +95,44 @@ def run(out, student, teacher, threads, runs):
     report, eval_data = out / "report", out / "eval-data"
     stem = student.name[: -len(".keras")] if student.name.endswith(".keras") else student.stem
     started = time.perf_counter()
-    steps = _Steps(total=4 + len(DEBLUR_TARGETS))
+    realblur = REALBLUR if REALBLUR.is_dir() else None
+    steps = _Steps(total=4 + len(DEBLUR_TARGETS) + (qat is not None) + (realblur is not None))
 
     steps.run("Convert the student to every target, each gated on parity with Keras",
               _kd_edge("convert", student, "--target", "all", "--input-size", 256, "--out", artifacts,
                        "--force", "--json", artifacts / "convert.json"))
+    int8 = {}  # the int8 model shown: the QAT one where there is one (post-training int8 costs this student more)
+    if qat is not None:
+        steps.run("Convert the embedded quantization-aware-trained student to int8 TFLite (gated on parity)",
+                  _kd_edge("convert", qat, "--target", "tflite-int8", "--input-size", 256, "--out",
+                           artifacts / "qat", "--force", "--json", artifacts / "qat" / "convert.json"))
+        int8["tflite-int8"] = _artifact(artifacts / "qat", qat.name[: -len(".keras")], "tflite-int8")
     steps.run("Benchmark every runnable artifact and the Keras models on this host (P100 reference beside)",
               _kd_edge("bench", artifacts, student, teacher, "--threads", threads, "--runs", runs, "--warmup", 5,
                        "--json", bench / "bench.json", "--report", bench / "bench.md", "--plots", bench))
     hd = {}
     for target in DEBLUR_TARGETS:
-        model = _artifact(artifacts, stem, target)
+        model = int8.get(target) or _artifact(artifacts, stem, target)
         steps.run(f"Deblur the bundled 1280x720 sample with tiles of the fixed-size {target} model",
                   _kd_edge("deblur", HD_SAMPLE, "--model", model, "--out", deblurred / target, "--force",
                            "--json", deblurred / f"{target}.json"))
         hd[target] = deblurred / target / HD_SAMPLE.name
     steps.run("Synthesise the held-out evaluation set (a seed unseen in training)",
               _kd_edge("data", "synth", eval_data, *EVAL_SYNTH, "--force"))
-    models = [teacher, student] + [_artifact(artifacts, stem, t) for t in EVAL_TARGETS]
-    names = ["teacher", "student", *EVAL_TARGETS]
+    models = [teacher, student] + [_artifact(artifacts, stem, t) for t in EVAL_TARGETS] + list(int8.values())
+    names = ["teacher", "student", *EVAL_TARGETS] + [f"qat-{t}" for t in int8]
     steps.run("Evaluate teacher, student and its converted artifacts; write the report",
               _kd_edge("eval", "--data", eval_data, *models, "--names", ",".join(names),
                        "--bench", bench / "bench.json", "--out", report, "--force"))
+
+    if realblur is not None:
+        real = [teacher, student, *int8.values()]
+        steps.run("Score teacher, student and int8 student on real blurred/sharp pairs made by others (../shared)",
+                  [sys.executable, "-m", "kd_edge.benchmarks.realdata", *map(str, real), "--names",
+                   ",".join(["teacher", "student"] + [f"qat-{t}" for t in int8]), "--realblur", str(realblur),
+                   "--json", str(out / "realdata.json")])
+    else:
+        click.echo(f"\n(real-data benchmark not run: {REALBLUR} not found; it needs ../shared beside the checkout)")
 
     summary = {"student": str(student), "teacher": str(teacher), "steps": steps.done,
                "seconds": round(time.perf_counter() - started, 1), "hd_sample": {}}
