@@ -54,14 +54,16 @@ def third_party_output_silenced():
     if not is_quiet():
         yield sys.stderr
         return
-    with warnings.catch_warnings(record=True) as caught:  # the filters in force still apply
-        try:
+    try:
+        with warnings.catch_warnings(record=True) as caught:  # the filters in force still apply
             with stderr_silenced() as real:
                 yield real
-        finally:
-            for w in caught:  # kd-edge's own warnings go on, through the warnings machinery (one line in the CLI)
-                if _from_kd_edge(w.filename):
-                    warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    finally:
+        # kd-edge's own warnings go on, through the warnings machinery (one line in the CLI), once the recording
+        # context is closed: re-issued inside it they would be recorded again, and this loop would never end
+        for w in list(caught):
+            if _from_kd_edge(w.filename):
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
 
 
 @contextlib.contextmanager
