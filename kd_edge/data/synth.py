@@ -286,7 +286,7 @@ def _make_pair(index, params: SynthParams, source, spec=None):
     ksize = 1 if untouched else _kernel_size(rng, params)
     kinds = params.trajectory_kinds()
     kind = kinds[0] if len(kinds) == 1 else kinds[int(rng.integers(len(kinds)))]
-    kernel = sample_kernel(rng, ksize, kind) if not untouched else np.ones((1, 1), np.float32)
+    kernel = sample_kernel(rng, ksize, kind)  # size 1 (untouched pairs too) is the identity, no draw
     sigma = float(rng.uniform(0.0, params.defocus)) if params.defocus > 0 and not untouched else 0.0
     if sigma > 0.05:
         kernel = combine(kernel, gaussian_kernel(sigma))
