@@ -95,9 +95,15 @@ def test_qat_on_edge_tiny_converts_to_full_int8(tmp_path):
     assert len(int8_tensors) > 20  # weights and activations are integer, only the I/O is float
     y = _litert_run(interpreter, x)
     assert np.abs(y - float_out).max() < 0.15
-    # the int8 model matches its fake-quant twin to two steps of the last int8 tensor (about 0.047 on this random
-    # edge-tiny: BoundedResidual's calibrated output range is wide before training)
-    assert np.abs(y - qat_out).max() < 0.1
+    # the int8 model matches its fake-quant twin to two steps of its own last int8 tensor (the one the final
+    # DEQUANTIZE reads): a random edge-tiny's calibrated output range is wide, so that step is coarse
+    out_index = interpreter.get_output_details()[0]["index"]
+    last = next(op for op in interpreter._get_ops_details() if out_index in op["outputs"])
+    assert last["op_name"] == "DEQUANTIZE", last
+    details = {d["index"]: d for d in interpreter.get_tensor_details()}
+    scale = details[last["inputs"][0]]["quantization"][0]
+    assert 0 < scale < 0.05, scale
+    assert np.abs(y - qat_out).max() <= 2 * scale + 1e-6, (np.abs(y - qat_out).max(), scale)
 
 
 @pytest.mark.parametrize("name", EDGE)
