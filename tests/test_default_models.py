@@ -57,3 +57,43 @@ def test_convert_with_no_model_uses_the_default_student(kd_edge_exe, tmp_path):
     assert artifact.is_file()
     assert manifest["parity"]["passed"] is True
     assert manifest["parity"]["psnr_db"] >= manifest["parity"]["threshold_db"] >= 45
+
+
+@pytest.fixture(scope="module")
+def default_student():
+    from kd_edge.models import load_model
+
+    return load_model(default_model_path("student"))[0]
+
+
+def test_default_student_raw_output_stays_bounded_on_every_stress_input(default_student):
+    """Issue 13: before any clip, the shipped student stays within [-0.25, 1.25] on images unlike its training
+    crops (the old default gave -200..+150 on a dark face frame)."""
+    from kd_edge.models.complexity import model_stride
+    from kd_edge.stress_inputs import all_stress_inputs
+
+    images = all_stress_inputs(64, stride=model_stride(default_student), max_side=256)
+    worst = {}
+    for name, image in images:
+        raw = default_student.predict(image[None], verbose=0)[0]
+        assert np.isfinite(raw).all(), name
+        worst[name] = (float(raw.min()), float(raw.max()))
+    outside = {n: r for n, r in worst.items() if r[0] < -0.25 or r[1] > 1.25}
+    assert not outside, outside
+
+
+def test_default_student_does_no_harm_to_sharp_real_photos(default_student):
+    """A sharp photo made by others comes back almost unchanged: >= 35 dB on each sharp half of the real pairs."""
+    from kd_edge.metrics import psnr
+    from kd_edge.models.complexity import model_stride
+    from kd_edge.stress_inputs import real_photo_inputs
+
+    sharp = [(n, im) for n, im in real_photo_inputs(stride=model_stride(default_student), max_side=256,
+                                                    include_unpaired=False) if n.endswith("/sharp")]
+    if not sharp:
+        pytest.skip("../shared/data/realblur is absent: no sharp real photos to measure on")
+    scores = {}
+    for name, image in sharp:
+        out = np.clip(default_student.predict(image[None], verbose=0)[0], 0.0, 1.0)
+        scores[name] = float(psnr(out, image))
+    assert min(scores.values()) >= 35.0, sorted(scores.items(), key=lambda kv: kv[1])[:5]
