@@ -366,6 +366,17 @@ def parse_align(values):
 
 
 def main(argv=None) -> int:
+    """The command line; the process-wide quiet mode it sets is restored on return (tests call this in-process)."""
+    from kd_edge.quiet_import import is_quiet, set_quiet
+
+    previous = is_quiet()
+    try:
+        return _main(argv)
+    finally:
+        set_quiet(previous)
+
+
+def _main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="realdata", description=__doc__.split("\n")[0])
     parser.add_argument("models", nargs="*", metavar="MODEL", help=".keras, .tflite or .onnx (default: embedded student)")
     parser.add_argument("--names", default=None, help="comma-separated display names, one per MODEL")
@@ -381,6 +392,7 @@ def main(argv=None) -> int:
     parser.add_argument("--stress-size", type=int, default=STRESS_SIZE, help="side of the synthetic stress inputs")
     parser.add_argument("--threads", type=int, default=None, help="threads for LiteRT / ONNX Runtime")
     parser.add_argument("--note", default="", help="what the models are (recorded in the JSON)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="show TensorFlow and LiteRT start-up lines")
     args = parser.parse_args(argv)
 
     from kd_edge.data import realblur
@@ -391,8 +403,9 @@ def main(argv=None) -> int:
         print(f"skipped: {args.realblur or '../shared/data/realblur'} not found ({root}); nothing measured, no JSON "
               "written")
         return 0
-    from kd_edge.quiet_import import import_tensorflow_quietly
+    from kd_edge.quiet_import import import_tensorflow_quietly, set_quiet
 
+    set_quiet(not args.verbose)  # as the CLI: no "Created TensorFlow Lite XNNPACK delegate" line per model
     import_tensorflow_quietly()  # Keras models and the report helpers need it; without its start-up noise
     try:
         if args.models:
