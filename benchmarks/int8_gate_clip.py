@@ -1,0 +1,125 @@
+"""Evidence run: what the sigmoid gates' [-16, 16] input clip costs a full-int8 TFLite on this host.
+
+    .venv/bin/python -m kd_edge.benchmarks.int8_gate_clip [--model M.keras] [--threads 1,2] [--repeats 5]
+        [--out benchmarks/results/int8_gate_clip.json]
+
+The clip lowers to MINIMUM/MAXIMUM, which LiteRT's XNNPACK delegate does not take in int8, so the int8 graph is cut
+into several delegate partitions with the reference kernels in between. This script builds the model's twin with
+``SimpleGate(clip=None)`` (same weights), checks how far the two Keras models differ on the adversarial inputs of
+``kd_edge.stress_inputs`` (the clip only acts on gate inputs beyond +-16), converts the model to tflite-fp32 and
+tflite-int8 and the twin to tflite-int8 with ``kd_edge.converters.convert`` (parity-gated, as `kd-edge convert`),
+counts each int8 graph's XNNPACK partitions, and times all three with ``kd_edge.benchmarks.harness.bench``
+(interleaved fresh-process rounds; the JSON holds the host's CPU flags).
+"""
+import argparse
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+import kd_edge  # noqa: F401  (tf_keras before TensorFlow)
+
+SIZE = 256
+
+
+def unclipped_twin(model):
+    """The same network and weights with every SimpleGate's input clip turned off."""
+    import tf_keras as keras
+
+    config = model.get_config()
+    gates = 0
+    for layer in config["layers"]:
+        if layer["class_name"].endswith("SimpleGate"):
+            layer["config"]["clip"] = None
+            gates += 1
+    twin = keras.Model.from_config(config)
+    twin.set_weights(model.get_weights())
+    return twin, gates
+
+
+def delegate_partitions(path, threads=2):
+    """Op counts of the int8 graph after LiteRT applied its default (XNNPACK) delegate: DELEGATE = partitions."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from kd_edge.quiet_import import native_stderr_silenced
+
+    with native_stderr_silenced():
+        interpreter = Interpreter(model_path=str(path), num_threads=threads)
+        interpreter.allocate_tensors()
+    return dict(sorted(Counter(op["op_name"] for op in interpreter._get_ops_details()).items()))
+
+
+def main(argv=None):
+    import numpy as np
+
+    from kd_edge.atomic import write_json
+    from kd_edge.benchmarks import harness
+    from kd_edge.benchmarks.host import local_host_facts
+    from kd_edge.converters import convert
+    from kd_edge.defaults import default_model_path
+    from kd_edge.models import load_model, model_stride, save_model
+    from kd_edge.stress_inputs import all_stress_inputs
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", help=".keras model with SimpleGate layers (default: the embedded default student)")
+    ap.add_argument("--threads", default="1,2")
+    ap.add_argument("--runs", type=int, default=30)
+    ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--out", default="benchmarks/results/int8_gate_clip.json")
+    args = ap.parse_args(argv)
+    from kd_edge.quiet_import import set_quiet
+
+    set_quiet(True)  # the converters' and LiteRT's C++ start-up lines, as in the CLI
+    model_path = Path(args.model) if args.model else default_model_path("student")
+    threads = [int(t) for t in args.threads.split(",")]
+    model, manifest = load_model(model_path)
+    twin, gates = unclipped_twin(model)
+    if not gates:
+        raise SystemExit(f"{model_path}: no SimpleGate layers, nothing to compare")
+    diff = 0.0
+    for _, image in all_stress_inputs(64, stride=model_stride(model), max_side=256):
+        a = model.predict(image[None], verbose=0)
+        b = twin.predict(image[None], verbose=0)
+        diff = max(diff, float(np.abs(a - b).max()))
+    with tempfile.TemporaryDirectory(prefix="kd-edge-gate-clip-") as tmp:
+        tmp = Path(tmp)
+        twin_path = tmp / "unclipped.keras"
+        save_model(twin, twin_path, arch=manifest.get("arch"), config=manifest.get("config"),
+                   extra={"note": f"{model_path.name} with SimpleGate(clip=None)"})
+        clipped = {r.target: r for r in convert(model_path, ["tflite-fp32", "tflite-int8"], tmp / "clipped",
+                                                input_size=SIZE)}
+        unclipped = convert(twin_path, ["tflite-int8"], tmp / "unclipped", input_size=SIZE)[0]
+        arts = {"tflite-fp32": clipped["tflite-fp32"], "tflite-int8": clipped["tflite-int8"],
+                "tflite-int8-no-clip": unclipped}
+        doc = harness.bench([str(r.artifact) for r in arts.values()], threads=threads, sizes=[SIZE], runs=args.runs,
+                            warmup=args.warmup, repeats=args.repeats)
+        by = {(r["name"], r["threads"]): r for r in doc["results"]}
+        rows = {}
+        for key, result in arts.items():
+            name = Path(result.artifact).name
+            rows[key] = {"artifact": f"{key}/{name}", "parity_db": result.manifest["parity"]["psnr_db"],
+                         "p50_ms": {str(t): by[(name, t)]["latency_ms"]["p50"] for t in threads},
+                         "repeat_p50_ms": {str(t): by[(name, t)]["repeat_p50_ms"] for t in threads},
+                         "ops_after_delegation": delegate_partitions(result.artifact)}
+    p50 = {key: row["p50_ms"] for key, row in rows.items()}
+    out = {
+        "what": "full-int8 TFLite with and without the SimpleGate input clip, beside tflite-fp32; one interleaved "
+                "run; p50 = the median round's p50",
+        "model": str(model_path), "sha256": manifest.get("sha256"), "size": SIZE, "gates": gates,
+        "runs": args.runs, "warmup": args.warmup, "repeats": args.repeats, "host": local_host_facts(),
+        "keras_max_abs_diff_on_stress_inputs": diff, "artifacts": rows,
+        "int8_over_fp32_p50": {str(t): p50["tflite-int8"][str(t)] / p50["tflite-fp32"][str(t)] for t in threads},
+        "int8_no_clip_over_fp32_p50": {str(t): p50["tflite-int8-no-clip"][str(t)] / p50["tflite-fp32"][str(t)]
+                                       for t in threads},
+        "load_avg_1m": sorted({r["load_avg_1m"] for r in doc["results"] if r.get("load_avg_1m") is not None}),
+    }
+    write_json(Path(args.out), out)
+    for key, row in rows.items():
+        print(f"{key:20s} parity {row['parity_db']:6.2f} dB  delegate partitions "
+              f"{row['ops_after_delegation'].get('DELEGATE', 0):3d}  "
+              + "  ".join(f"{t} thr p50 {ms:6.2f} ms" for t, ms in row["p50_ms"].items()))
+    print(f"Keras with vs without the clip on the stress inputs: max |diff| {diff:.2e}; wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
