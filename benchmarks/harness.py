@@ -357,6 +357,19 @@ def bench(artifacts, *, threads=(1,), sizes=(256,), runs=100, warmup=10, device=
     return validate(doc)
 
 
+def p50_by_threads(doc, artifact_name, threads):
+    """One artifact's latency in a bench document: {"p50_ms": {threads: the median repeat's p50},
+    "repeat_p50_ms": {threads: every repeat's p50}}, thread counts as strings (JSON keys)."""
+    rows = {r["threads"]: r for r in doc["results"] if r["name"] == artifact_name}
+    return {"p50_ms": {str(t): rows[t]["latency_ms"]["p50"] for t in threads},
+            "repeat_p50_ms": {str(t): rows[t]["repeat_p50_ms"] for t in threads}}
+
+
+def load_averages(doc):
+    """The distinct 1-minute load averages recorded while a bench document's results were measured."""
+    return sorted({r["load_avg_1m"] for r in doc["results"] if r.get("load_avg_1m") is not None})
+
+
 def _median_raw(raws):
     """The raw measurement whose p50 is the median of the repeats (all repeats' p50 kept in repeat_p50_ms)."""
     ok = [r for r in raws if r.get("status") == "ok" and r.get("latency_ms")]

@@ -93,13 +93,11 @@ def main(argv=None):
                 "tflite-int8-no-clip": unclipped}
         doc = harness.bench([str(r.artifact) for r in arts.values()], threads=threads, sizes=[SIZE], runs=args.runs,
                             warmup=args.warmup, repeats=args.repeats)
-        by = {(r["name"], r["threads"]): r for r in doc["results"]}
         rows = {}
         for key, result in arts.items():
             name = Path(result.artifact).name
             rows[key] = {"artifact": f"{key}/{name}", "parity_db": result.manifest["parity"]["psnr_db"],
-                         "p50_ms": {str(t): by[(name, t)]["latency_ms"]["p50"] for t in threads},
-                         "repeat_p50_ms": {str(t): by[(name, t)]["repeat_p50_ms"] for t in threads},
+                         **harness.p50_by_threads(doc, name, threads),
                          "ops_after_delegation": delegate_partitions(result.artifact)}
     p50 = {key: row["p50_ms"] for key, row in rows.items()}
     out = {
@@ -111,7 +109,7 @@ def main(argv=None):
         "int8_over_fp32_p50": {str(t): p50["tflite-int8"][str(t)] / p50["tflite-fp32"][str(t)] for t in threads},
         "int8_no_clip_over_fp32_p50": {str(t): p50["tflite-int8-no-clip"][str(t)] / p50["tflite-fp32"][str(t)]
                                        for t in threads},
-        "load_avg_1m": sorted({r["load_avg_1m"] for r in doc["results"] if r.get("load_avg_1m") is not None}),
+        "load_avg_1m": harness.load_averages(doc),
     }
     write_json(Path(args.out), out)
     for key, row in rows.items():

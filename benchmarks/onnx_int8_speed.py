@@ -89,15 +89,12 @@ def main(argv=None):
                 "previous-int8": previous}
         doc = harness.bench([str(p) for p in arts.values()], threads=threads, sizes=[SIZE], runs=args.runs,
                             warmup=args.warmup, repeats=args.repeats)
-        by = {(r["name"], r["threads"]): r for r in doc["results"]}
         rows = {}
         for key, path in arts.items():
             parity = (float(np.min(psnr(keras, old_rt.predict(probes)))) if key == "previous-int8"
                       else results[key].manifest["parity"]["psnr_db"])
             rows[key] = {
-                "artifact": path.name, "parity_db": parity,
-                "p50_ms": {str(t): by[(path.name, t)]["latency_ms"]["p50"] for t in threads},
-                "repeat_p50_ms": {str(t): by[(path.name, t)]["repeat_p50_ms"] for t in threads},
+                "artifact": path.name, "parity_db": parity, **harness.p50_by_threads(doc, path.name, threads),
                 "ort_optimised_ops": optimised_ops(path),
             }
             if key != "onnx-fp32":
@@ -112,7 +109,7 @@ def main(argv=None):
             "model": str(model), "size": SIZE, "runs": args.runs, "warmup": args.warmup, "repeats": args.repeats,
             "host": local_host_facts(), "onnx_int8_manifest": results["onnx-int8"].manifest["int8"],
             "artifacts": rows, "int8_over_fp32_p50": ratios,
-            "load_avg_1m": sorted({r["load_avg_1m"] for r in doc["results"] if r.get("load_avg_1m") is not None}),
+            "load_avg_1m": harness.load_averages(doc),
         }
     path = Path(args.out)
     from kd_edge.atomic import write_json
