@@ -4,12 +4,13 @@
         [--out benchmarks/results/int8_gate_clip.json]
 
 The clip lowers to MINIMUM/MAXIMUM, which LiteRT's XNNPACK delegate does not take in int8, so the int8 graph is cut
-into several delegate partitions with the reference kernels in between. This script builds the model's twin with
-``SimpleGate(clip=None)`` (same weights), checks how far the two Keras models differ on the adversarial inputs of
-``kd_edge.stress_inputs`` (the clip only acts on gate inputs beyond +-16), converts the model to tflite-fp32 and
-tflite-int8 and the twin to tflite-int8 with ``kd_edge.converters.convert`` (parity-gated, as `kd-edge convert`),
-counts each int8 graph's XNNPACK partitions, and times all three with ``kd_edge.benchmarks.harness.bench``
-(interleaved fresh-process rounds; the JSON holds the host's CPU flags).
+into several delegate partitions with the reference kernels in between. This script builds the model twice with the
+same weights, with ``SimpleGate(clip=16)`` and with ``clip=None`` (:func:`kd_edge.models.gate_clip.with_gate_clip`;
+the embedded defaults have had no clip since this measurement), checks how far the two Keras models differ on the
+adversarial inputs of ``kd_edge.stress_inputs`` (the clip only acts on gate inputs beyond +-16), converts the clipped
+one to tflite-fp32 and tflite-int8 and the clip-free one to tflite-int8 with ``kd_edge.converters.convert``
+(parity-gated, as `kd-edge convert`), counts each int8 graph's XNNPACK partitions, and times all three with
+``kd_edge.benchmarks.harness.bench`` (interleaved fresh-process rounds; the JSON holds the host's CPU flags).
 """
 import argparse
 import tempfile
@@ -19,21 +20,6 @@ from pathlib import Path
 import kd_edge  # noqa: F401  (tf_keras before TensorFlow)
 
 SIZE = 256
-
-
-def unclipped_twin(model):
-    """The same network and weights with every SimpleGate's input clip turned off."""
-    import tf_keras as keras
-
-    config = model.get_config()
-    gates = 0
-    for layer in config["layers"]:
-        if layer["class_name"].endswith("SimpleGate"):
-            layer["config"]["clip"] = None
-            gates += 1
-    twin = keras.Model.from_config(config)
-    twin.set_weights(model.get_weights())
-    return twin, gates
 
 
 def delegate_partitions(path, threads=2):
@@ -57,6 +43,8 @@ def main(argv=None):
     from kd_edge.converters import convert
     from kd_edge.defaults import default_model_path
     from kd_edge.models import load_model, model_stride, save_model
+    from kd_edge.models.gate_clip import with_gate_clip
+    from kd_edge.models.layers import DEFAULT_GATE_CLIP
     from kd_edge.stress_inputs import all_stress_inputs
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -72,8 +60,9 @@ def main(argv=None):
     set_quiet(True)  # the converters' and LiteRT's C++ start-up lines, as in the CLI
     model_path = Path(args.model) if args.model else default_model_path("student")
     threads = [int(t) for t in args.threads.split(",")]
-    model, manifest = load_model(model_path)
-    twin, gates = unclipped_twin(model)
+    loaded, manifest = load_model(model_path)
+    model, gates = with_gate_clip(loaded, DEFAULT_GATE_CLIP)
+    twin, _ = with_gate_clip(loaded, None)
     if not gates:
         raise SystemExit(f"{model_path}: no SimpleGate layers, nothing to compare")
     diff = 0.0
@@ -83,10 +72,11 @@ def main(argv=None):
         diff = max(diff, float(np.abs(a - b).max()))
     with tempfile.TemporaryDirectory(prefix="kd-edge-gate-clip-") as tmp:
         tmp = Path(tmp)
-        twin_path = tmp / "unclipped.keras"
-        save_model(twin, twin_path, arch=manifest.get("arch"), config=manifest.get("config"),
-                   extra={"note": f"{model_path.name} with SimpleGate(clip=None)"})
-        clipped = {r.target: r for r in convert(model_path, ["tflite-fp32", "tflite-int8"], tmp / "clipped",
+        clipped_path, twin_path = tmp / "clipped.keras", tmp / "unclipped.keras"
+        for net, path, clip in ((model, clipped_path, DEFAULT_GATE_CLIP), (twin, twin_path, None)):
+            save_model(net, path, arch=manifest.get("arch"), config=manifest.get("config"),
+                       extra={"note": f"{model_path.name} with SimpleGate(clip={clip})"})
+        clipped = {r.target: r for r in convert(clipped_path, ["tflite-fp32", "tflite-int8"], tmp / "clipped",
                                                 input_size=SIZE)}
         unclipped = convert(twin_path, ["tflite-int8"], tmp / "unclipped", input_size=SIZE)[0]
         arts = {"tflite-fp32": clipped["tflite-fp32"], "tflite-int8": clipped["tflite-int8"],

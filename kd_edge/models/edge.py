@@ -20,13 +20,13 @@ Numerical safety for any input (``gate="sigmoid"``, ``output="bounded"``, the de
   -200..+150 on a real 271x311 face frame with a black microphone (input in [0, 1]): chained quadratic gates
   amplify whatever lies outside the training distribution, and nothing bounded the sum at the end. Clipping each
   gate's inputs at +-16 bounded each gate by 256, not the chain.
-* the gate is now ``a * sigmoid(b)`` (inputs still clipped at +-16): at most linear in its input, so depth no
-  longer compounds the growth; it costs one LOGISTIC per gate (a built-in with int8 kernels everywhere).
-  Measured cost of keeping the clip: LiteRT's XNNPACK delegate takes no int8 MINIMUM/MAXIMUM, so the default
-  student's full-int8 graph runs as 18 delegate partitions, 2 with ``clip=None``, which is then 13.6% faster at
-  2 threads (``benchmarks/int8_gate_clip.py``). The default weights give identical Keras outputs without the clip
-  on every stress input, and a sigmoid gate no longer needs it for safety. Dropping it is the next step (it changes
-  the saved config of the weights).
+* the gate is now ``a * sigmoid(b)``: at most linear in its input, so depth no longer compounds the growth; it
+  costs one LOGISTIC per gate (a built-in with int8 kernels everywhere). It has no input clip: the first sigmoid
+  builds kept the product gates' clip at +-16, which lowers to int8 MINIMUM/MAXIMUM that LiteRT's XNNPACK delegate
+  does not take, so the default student's full-int8 graph ran as 18 delegate partitions instead of 2; without the
+  clip it is 13.6% faster at 2 threads (``benchmarks/int8_gate_clip.py``), and its Keras outputs were identical without the clip on
+  every stress input. The embedded defaults were rewritten without it (same weights,
+  :func:`kd_edge.models.gate_clip.with_gate_clip`); models saved with a clip keep it until rewritten.
 * the output is ``BoundedResidual``: ``x + tanh``-squashed residual that cannot leave [-0.25, 1.25]. This is a
   guarantee by construction, in float and (up to the output scale) in int8, not a property of the training data.
 * measured on the adversarial list of :mod:`kd_edge.stress_inputs` (black, white, saturated colours, hard edges,
@@ -61,7 +61,7 @@ import kd_edge  # noqa: F401
 
 import tf_keras as keras
 
-from kd_edge.models.layers import BoundedResidual, DepthToSpace, SimpleGate, channel_attention
+from kd_edge.models.layers import DEFAULT_GATE_CLIP, BoundedResidual, DepthToSpace, SimpleGate, channel_attention
 
 EDGE_DEFAULTS = {
     "width": 16,
@@ -78,6 +78,12 @@ GATES = SimpleGate.MODES
 OUTPUTS = ("bounded", "residual")
 
 
+def gate_clip(gate):
+    """The gates' input clip: none for sigmoid gates (bounded already, and int8 MINIMUM/MAXIMUM split the XNNPACK
+    graph), +-16 for the product gates of the first design (unchanged, so it rebuilds as it was)."""
+    return None if gate == "sigmoid" else DEFAULT_GATE_CLIP
+
+
 def _init(scale):
     return keras.initializers.VarianceScaling(scale=scale, mode="fan_in", distribution="truncated_normal")
 
@@ -91,14 +97,14 @@ def naf_block(x, channels, *, name, dw_expand=2, ffn_expand=2, residual_init_sca
     dw_ch = channels * dw_expand
     y = keras.layers.Conv2D(dw_ch, 1, name=f"{name}_pw1")(x)
     y = keras.layers.DepthwiseConv2D(3, padding="same", name=f"{name}_dw")(y)
-    y = SimpleGate(mode=gate, name=f"{name}_gate1")(y)
+    y = SimpleGate(mode=gate, clip=gate_clip(gate), name=f"{name}_gate1")(y)
     y = channel_attention(y, dw_ch // 2, name=f"{name}_sca")
     y = keras.layers.Conv2D(channels, 1, kernel_initializer=_init(residual_init_scale), name=f"{name}_pw2")(y)
     x = keras.layers.Add(name=f"{name}_add1")([x, y])
 
     ffn_ch = channels * ffn_expand
     y = keras.layers.Conv2D(ffn_ch, 1, name=f"{name}_ffn1")(x)
-    y = SimpleGate(mode=gate, name=f"{name}_gate2")(y)
+    y = SimpleGate(mode=gate, clip=gate_clip(gate), name=f"{name}_gate2")(y)
     y = keras.layers.Conv2D(channels, 1, kernel_initializer=_init(residual_init_scale), name=f"{name}_ffn2")(y)
     return keras.layers.Add(name=out_name or f"{name}_add2")([x, y])
 

@@ -46,7 +46,9 @@ class SimpleGate(keras.layers.Layer, PrunableLayer):
     input (|out| <= |a| <= clip), so a chain of gates grows no faster than the convolutions around it.
 
     Lowering: SPLIT + LOGISTIC + MUL (TFLite), Split/Sigmoid/Mul (ONNX), split/sigmoid/mul (Core ML); the clip is
-    MINIMUM/MAXIMUM, Clip, clip. All are int8-safe built-ins. ``clip=None`` turns the clip off. Files saved before
+    MINIMUM/MAXIMUM, Clip, clip. All are int8-safe built-ins, but XNNPACK does not delegate int8 MINIMUM/MAXIMUM, so
+    the zoo builds sigmoid gates with ``clip=None`` (see :func:`kd_edge.models.edge.gate_clip`); the layer's own
+    default stays +-16 (product gates, and configs without a ``clip`` key). Files saved before
     ``mode`` existed load as ``mode="product"``, their behaviour unchanged.
     """
 
