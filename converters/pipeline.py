@@ -187,6 +187,12 @@ def convert_one(target, source, out_dir, size, options, log=print):
         facts = target.inspect(tmp)
         facts.update(weight_facts.record(target, tmp, mf.size_of(tmp), mf.sha256_of(tmp),
                                          (options.get("fp32_built") or {}).get(target.ecosystem)))
+        if target.ecosystem == "tflite" and target.precision == "int8":  # ONNX folds the clip into its Q/DQ
+            from kd_edge.models.gate_clip import int8_clip_note
+
+            note = int8_clip_note(source.model)
+            if note:
+                facts["notes"] = list(facts.get("notes") or []) + [note]
         parity, probe_bytes = _run_gate(target, source, tmp, size, options)
         manifest = build_manifest(target, source, size, tmp, final, extra, facts, parity, options)
         passed = parity.get("passed")

@@ -42,6 +42,8 @@ def test_the_clip_changes_no_output_and_only_the_clipped_int8_graph_is_split(tmp
     (with_art,) = convert(tmp_path / "clipped.keras", ["tflite-int8"], tmp_path / "a", input_size=SIZE)
     (without_art,) = convert(tmp_path / "unclipped.keras", ["tflite-int8"], tmp_path / "b", input_size=SIZE)
     with_clip, without = delegate_partitions(with_art.artifact), delegate_partitions(without_art.artifact)
+    assert any("rewrite_gate_clip" in note for note in with_art.manifest["notes"])  # the convert output says so
+    assert not any("rewrite_gate_clip" in note for note in without_art.manifest.get("notes") or [])
     assert with_clip.get("MINIMUM", 0) == with_clip.get("MAXIMUM", 0) == gates
     assert "MINIMUM" not in without and "MAXIMUM" not in without
     assert without["DELEGATE"] < with_clip["DELEGATE"], (without, with_clip)

@@ -119,3 +119,25 @@ def with_gate_clip(model, clip):
         manifest = rewrite_gate_clip(tmp / "model.keras", tmp / "twin.keras", clip)
         twin, _ = load_model(tmp / "twin.keras")
     return twin, manifest["lineage"][-1]["gates"]
+
+
+def clipped_sigmoid_gates(model) -> int:
+    """How many sigmoid SimpleGates of ``model`` (QAT- or pruning-wrapped ones included) still clip their inputs."""
+    from kd_edge.models.layers import SimpleGate
+
+    count = 0
+    for layer in model.layers:
+        inner = getattr(layer, "layer", layer)  # tfmot wrappers hold the wrapped layer as .layer
+        if isinstance(inner, SimpleGate) and inner.mode == "sigmoid" and inner.clip is not None:
+            count += 1
+    return count
+
+
+def int8_clip_note(model):
+    """The note an int8 artifact's manifest gets when its source still clips sigmoid gates, else None."""
+    count = clipped_sigmoid_gates(model)
+    if not count:
+        return None
+    return (f"{count} sigmoid gates clip their inputs: int8 MINIMUM/MAXIMUM that XNNPACK does not delegate, so the "
+            f"graph runs in several partitions; kd_edge.models.gate_clip.rewrite_gate_clip(model, out, None) removes "
+            f"the clip with the same weights (benchmarks/int8_gate_clip.py measures it)")
