@@ -24,9 +24,9 @@ Numerical safety for any input (``gate="sigmoid"``, ``output="bounded"``, the de
   costs one LOGISTIC per gate (a built-in with int8 kernels everywhere). It has no input clip: the first sigmoid
   builds kept the product gates' clip at +-16, which lowers to int8 MINIMUM/MAXIMUM that LiteRT's XNNPACK delegate
   does not take, so the default student's full-int8 graph ran as 18 delegate partitions instead of 2; without the
-  clip it is 13.6% faster at 2 threads (``benchmarks/int8_gate_clip.py``), and its Keras outputs were identical without the clip on
-  every stress input. The embedded defaults were rewritten without it (same weights,
-  :func:`kd_edge.models.gate_clip.with_gate_clip`); models saved with a clip keep it until rewritten.
+  clip it is 13.6% faster at 2 threads (``benchmarks/int8_gate_clip.py``), with identical Keras outputs on every
+  stress input. The embedded defaults were rewritten without it, weights untouched
+  (:func:`kd_edge.models.gate_clip.rewrite_gate_clip`); models saved with a clip keep it until rewritten.
 * the output is ``BoundedResidual``: ``x + tanh``-squashed residual that cannot leave [-0.25, 1.25]. This is a
   guarantee by construction, in float and (up to the output scale) in int8, not a property of the training data.
 * measured on the adversarial list of :mod:`kd_edge.stress_inputs` (black, white, saturated colours, hard edges,

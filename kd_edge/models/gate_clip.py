@@ -12,7 +12,6 @@ its config in memory creates its input quantizer's variables twice, so ``set_wei
 """
 import copy
 import json
-import shutil
 import zipfile
 from pathlib import Path
 
@@ -50,14 +49,19 @@ def _rewrite_zip(src, tmp, clip):
 
 
 def _rewrite_h5(src, tmp, clip):
+    """Copy every group and attribute into a new file (an attribute rewritten in place would leave the old one's
+    space unreclaimed), with the new ``model_config``."""
     import h5py
 
-    shutil.copyfile(src, tmp)
-    with h5py.File(tmp, "r+") as fh:
-        raw = fh.attrs["model_config"]
+    with h5py.File(src, "r") as fin, h5py.File(tmp, "w") as fout:
+        for name in fin:
+            fin.copy(fin[name], fout, name=name)
+        for key, value in fin.attrs.items():
+            fout.attrs[key] = value
+        raw = fin.attrs["model_config"]
         config = json.loads(raw.decode("utf-8") if isinstance(raw, bytes) else raw)
         gates = _set_in_config(config, clip)
-        fh.attrs["model_config"] = json.dumps(config)
+        fout.attrs["model_config"] = json.dumps(config)
     return gates
 
 
