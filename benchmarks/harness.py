@@ -357,6 +357,17 @@ def bench(artifacts, *, threads=(1,), sizes=(256,), runs=100, warmup=10, device=
     return validate(doc)
 
 
+def add_round_arguments(parser):
+    """The options of an evidence script that times artifacts with one interleaved :func:`bench` run:
+    ``--threads`` (comma-separated, parsed into ``args.threads`` as a list of ints), ``--runs``, ``--warmup`` and
+    ``--repeats`` (rounds of fresh processes)."""
+    parser.add_argument("--threads", default=[1, 2], type=lambda text: [int(t) for t in text.split(",")],
+                        help="comma-separated thread counts (default 1,2)")
+    parser.add_argument("--runs", type=int, default=30)
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=5)
+
+
 def p50_by_threads(doc, artifact_name, threads):
     """One artifact's latency in a bench document: {"p50_ms": {threads: the median repeat's p50},
     "repeat_p50_ms": {threads: every repeat's p50}}, thread counts as strings (JSON keys)."""

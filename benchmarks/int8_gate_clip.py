@@ -5,7 +5,7 @@
 
 The clip lowers to MINIMUM/MAXIMUM, which LiteRT's XNNPACK delegate does not take in int8, so the int8 graph is cut
 into several delegate partitions with the reference kernels in between. This script builds the model twice with the
-same weights, with ``SimpleGate(clip=16)`` and with ``clip=None`` (:func:`kd_edge.models.gate_clip.with_gate_clip`;
+same weights, with ``SimpleGate(clip=16)`` and with ``clip=None`` (:func:`kd_edge.models.gate_clip.rewrite_gate_clip`;
 the embedded defaults have had no clip since this measurement), checks how far the two Keras models differ on the
 adversarial inputs of ``kd_edge.stress_inputs`` (the clip only acts on gate inputs beyond +-16), converts the clipped
 one to tflite-fp32 and tflite-int8 and the clip-free one to tflite-int8 with ``kd_edge.converters.convert``
@@ -42,40 +42,38 @@ def main(argv=None):
     from kd_edge.benchmarks.host import local_host_facts
     from kd_edge.converters import convert
     from kd_edge.defaults import default_model_path
-    from kd_edge.models import load_model, model_stride, save_model
-    from kd_edge.models.gate_clip import with_gate_clip
+    from kd_edge.errors import InputFileError
+    from kd_edge.models import load_model, model_stride
+    from kd_edge.models.gate_clip import rewrite_gate_clip
     from kd_edge.models.layers import DEFAULT_GATE_CLIP
     from kd_edge.stress_inputs import all_stress_inputs
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", help=".keras model with SimpleGate layers (default: the embedded default student)")
-    ap.add_argument("--threads", default="1,2")
-    ap.add_argument("--runs", type=int, default=30)
-    ap.add_argument("--warmup", type=int, default=5)
-    ap.add_argument("--repeats", type=int, default=5)
+    harness.add_round_arguments(ap)
     ap.add_argument("--out", default="benchmarks/results/int8_gate_clip.json")
     args = ap.parse_args(argv)
     from kd_edge.quiet_import import set_quiet
 
     set_quiet(True)  # the converters' and LiteRT's C++ start-up lines, as in the CLI
     model_path = Path(args.model) if args.model else default_model_path("student")
-    threads = [int(t) for t in args.threads.split(",")]
-    loaded, manifest = load_model(model_path)
-    model, gates = with_gate_clip(loaded, DEFAULT_GATE_CLIP)
-    twin, _ = with_gate_clip(loaded, None)
-    if not gates:
-        raise SystemExit(f"{model_path}: no SimpleGate layers, nothing to compare")
-    diff = 0.0
-    for _, image in all_stress_inputs(64, stride=model_stride(model), max_side=256):
-        a = model.predict(image[None], verbose=0)
-        b = twin.predict(image[None], verbose=0)
-        diff = max(diff, float(np.abs(a - b).max()))
+    threads = args.threads
     with tempfile.TemporaryDirectory(prefix="kd-edge-gate-clip-") as tmp:
         tmp = Path(tmp)
+        # both variants written from the file itself: only the gates' config differs, the weights are the same bytes
         clipped_path, twin_path = tmp / "clipped.keras", tmp / "unclipped.keras"
-        for net, path, clip in ((model, clipped_path, DEFAULT_GATE_CLIP), (twin, twin_path, None)):
-            save_model(net, path, arch=manifest.get("arch"), config=manifest.get("config"),
-                       extra={"note": f"{model_path.name} with SimpleGate(clip={clip})"})
+        try:  # checks the file against its manifest's sha256; one line naming it on bad input (no gates, ...)
+            step = rewrite_gate_clip(model_path, clipped_path, DEFAULT_GATE_CLIP)["lineage"][-1]
+            rewrite_gate_clip(model_path, twin_path, None)
+        except InputFileError as exc:
+            raise SystemExit(str(exc)) from None
+        gates, sha256 = step["gates"], step["from_sha256"]
+        model, twin = load_model(clipped_path)[0], load_model(twin_path)[0]
+        diff = 0.0
+        for _, image in all_stress_inputs(64, stride=model_stride(model), max_side=256):
+            a = model.predict(image[None], verbose=0)
+            b = twin.predict(image[None], verbose=0)
+            diff = max(diff, float(np.abs(a - b).max()))
         clipped = {r.target: r for r in convert(clipped_path, ["tflite-fp32", "tflite-int8"], tmp / "clipped",
                                                 input_size=SIZE)}
         unclipped = convert(twin_path, ["tflite-int8"], tmp / "unclipped", input_size=SIZE)[0]
@@ -93,7 +91,7 @@ def main(argv=None):
     out = {
         "what": "full-int8 TFLite with and without the SimpleGate input clip, beside tflite-fp32; one interleaved "
                 "run; p50 = the median round's p50",
-        "model": str(model_path), "sha256": manifest.get("sha256"), "size": SIZE, "gates": gates,
+        "model": str(model_path), "sha256": sha256, "size": SIZE, "gates": gates,
         "runs": args.runs, "warmup": args.warmup, "repeats": args.repeats, "host": local_host_facts(),
         "keras_max_abs_diff_on_stress_inputs": diff, "artifacts": rows,
         "int8_over_fp32_p50": {str(t): p50["tflite-int8"][str(t)] / p50["tflite-fp32"][str(t)] for t in threads},

@@ -67,14 +67,11 @@ def main(argv=None):
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", help=".keras model (default: the embedded default student)")
-    ap.add_argument("--threads", default="1,2")
-    ap.add_argument("--runs", type=int, default=30)
-    ap.add_argument("--warmup", type=int, default=5)
-    ap.add_argument("--repeats", type=int, default=5)
+    harness.add_round_arguments(ap)
     ap.add_argument("--out", default="benchmarks/results/onnx_int8_speed.json")
     args = ap.parse_args(argv)
     model = Path(args.model) if args.model else default_model_path("student")
-    threads = [int(t) for t in args.threads.split(",")]
+    threads = args.threads
     with tempfile.TemporaryDirectory(prefix="kd-edge-onnx-int8-") as tmp:
         tmp = Path(tmp)
         results = {r.target: r for r in convert(model, ["onnx-fp32", "onnx-int8"], tmp, input_size=SIZE)}
