@@ -120,6 +120,23 @@ def test_bad_input_size_and_options_give_clear_errors():
     assert build("edge-tiny", width=6).count_params() > build("edge-tiny").count_params()
 
 
+def test_depthwise_kernel_option_sets_every_block_and_rejects_even_sizes(tmp_path):
+    import tf_keras as keras
+
+    def dw_sizes(model):
+        return {layer.kernel_size for layer in model.layers if isinstance(layer, keras.layers.DepthwiseConv2D)}
+
+    assert dw_sizes(build("edge-tiny")) == {(3, 3)}  # the default: every earlier model rebuilds unchanged
+    wide = build("edge-tiny", dw_kernel=7)
+    assert dw_sizes(wide) == {(7, 7)}
+    assert wide.kd_edge_config["dw_kernel"] == 7
+    path = tmp_path / "wide.keras"
+    save_model(wide, path)
+    assert dw_sizes(load_model(path)[0]) == {(7, 7)}
+    with pytest.raises(KdEdgeError, match="edge-tiny: bad configuration: dw_kernel must be an odd number"):
+        build("edge-tiny", dw_kernel=4)
+
+
 def test_count_macs_matches_layer_shapes():
     import tf_keras as keras
 

@@ -69,6 +69,7 @@ EDGE_DEFAULTS = {
     "middle_blocks": 2,
     "dec_blocks": [1, 1, 1, 1],
     "dw_expand": 2,
+    "dw_kernel": 3,
     "ffn_expand": 2,
     "residual_init_scale": 0.1,
     "gate": "sigmoid",
@@ -88,15 +89,15 @@ def _init(scale):
     return keras.initializers.VarianceScaling(scale=scale, mode="fan_in", distribution="truncated_normal")
 
 
-def naf_block(x, channels, *, name, dw_expand=2, ffn_expand=2, residual_init_scale=0.1, gate="sigmoid",
-              out_name=None):
+def naf_block(x, channels, *, name, dw_expand=2, dw_kernel=3, ffn_expand=2, residual_init_scale=0.1,
+              gate="sigmoid", out_name=None):
     """One NAFNet block without normalisation (see the module docstring); returns a tensor of ``channels``.
 
     ``out_name`` renames the block's final ``Add`` (used for ``enc{i}_out``, ``bottleneck_out``, ``dec{i}_out``).
     """
     dw_ch = channels * dw_expand
     y = keras.layers.Conv2D(dw_ch, 1, name=f"{name}_pw1")(x)
-    y = keras.layers.DepthwiseConv2D(3, padding="same", name=f"{name}_dw")(y)
+    y = keras.layers.DepthwiseConv2D(dw_kernel, padding="same", name=f"{name}_dw")(y)
     y = SimpleGate(mode=gate, clip=gate_clip(gate), name=f"{name}_gate1")(y)
     y = channel_attention(y, dw_ch // 2, name=f"{name}_sca")
     y = keras.layers.Conv2D(channels, 1, kernel_initializer=_init(residual_init_scale), name=f"{name}_pw2")(y)
@@ -110,7 +111,7 @@ def naf_block(x, channels, *, name, dw_expand=2, ffn_expand=2, residual_init_sca
 
 
 def build_edge(*, input_size=None, name="edge", width, enc_blocks, middle_blocks, dec_blocks, dw_expand=2,
-               ffn_expand=2, residual_init_scale=0.1, gate="sigmoid", output="bounded"):
+               dw_kernel=3, ffn_expand=2, residual_init_scale=0.1, gate="sigmoid", output="bounded"):
     """Build a NAFNet-style edge U-Net. ``input_size`` None -> (None, None, 3), else (H, W) already checked."""
     enc_blocks = [int(n) for n in enc_blocks]
     dec_blocks = [int(n) for n in dec_blocks]
@@ -122,11 +123,14 @@ def build_edge(*, input_size=None, name="edge", width, enc_blocks, middle_blocks
         raise ValueError(f"width must be an even number >= 2, got {width}")
     if int(dw_expand) < 1 or int(ffn_expand) < 1:
         raise ValueError("dw_expand and ffn_expand must be >= 1")
+    if int(dw_kernel) < 1 or int(dw_kernel) % 2 == 0:
+        raise ValueError(f"dw_kernel must be an odd number >= 1, got {dw_kernel}")
     if gate not in GATES:
         raise ValueError(f"gate must be one of {', '.join(GATES)}, got {gate!r}")
     if output not in OUTPUTS:
         raise ValueError(f"output must be one of {', '.join(OUTPUTS)}, got {output!r}")
-    kw = {"dw_expand": int(dw_expand), "ffn_expand": int(ffn_expand), "residual_init_scale": float(residual_init_scale),
+    kw = {"dw_expand": int(dw_expand), "dw_kernel": int(dw_kernel), "ffn_expand": int(ffn_expand),
+          "residual_init_scale": float(residual_init_scale),
           "gate": gate}
 
     h, w = (None, None) if input_size is None else input_size

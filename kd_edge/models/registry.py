@@ -30,7 +30,8 @@ class ArchSpec:
         }
 
 
-_EDGE_COMMON = {"dw_expand": 2, "ffn_expand": 2, "residual_init_scale": 0.1, "gate": "sigmoid", "output": "bounded"}
+_EDGE_COMMON = {"dw_expand": 2, "dw_kernel": 3, "ffn_expand": 2, "residual_init_scale": 0.1, "gate": "sigmoid",
+                "output": "bounded"}
 
 ARCHITECTURES = {
     spec.name: spec
