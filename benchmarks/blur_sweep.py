@@ -66,6 +66,7 @@ def sharp_images(*, sharp_dir=None, count=8, crop=128, seed=0):
 def blurred_set(images, sizes, trajectories, *, noise, seed):
     """{size: [(sharp, blurred, kernel), ...]}: the same kernels for every model."""
     from kd_edge.data import kernels
+    from kd_edge.images import to_uint
 
     rng = np.random.default_rng(seed + 1)
     out = {}
@@ -74,9 +75,9 @@ def blurred_set(images, sizes, trajectories, *, noise, seed):
         for img in images:
             for kind in trajectories:
                 k = kernels.sample_kernel(rng, size, kind)
-                b = kernels.blur(img, k) if size > 1 else img.copy()
-                b = np.clip(b + rng.normal(0.0, noise, b.shape), 0.0, 1.0) if noise > 0 else b
-                rows.append((img, (np.round(b * 255.0) / 255.0).astype(np.float32), k))
+                b = kernels.blur(img, k) if size > 1 else img
+                b = b + rng.normal(0.0, noise, b.shape) if noise > 0 else b
+                rows.append((img, to_uint(b, 8).astype(np.float32) / np.float32(255.0), k))  # clipped, 8-bit
         out[size] = rows
     return out
 
@@ -142,10 +143,10 @@ def main(argv=None) -> int:
         from kd_edge.defaults import default_model_path
         from kd_edge.report.evaluate import default_names, parse_names
 
+        images, sources = sharp_images(sharp_dir=args.sharp, count=args.images, crop=args.crop, seed=args.seed)
         paths = [Path(p) for p in args.models] or [default_model_path("student")]
         names = parse_names(args.names, len(paths)) or default_names(paths)
         models = [(n, runtime.load(p)) for n, p in zip(names, paths)]
-        images, sources = sharp_images(sharp_dir=args.sharp, count=args.images, crop=args.crop, seed=args.seed)
         blurred = blurred_set(images, args.sizes, trajectories, noise=args.noise, seed=args.seed)
         from kd_edge.benchmarks.host import describe, local_host_facts
 

@@ -34,8 +34,7 @@ def test_sweep_json_gain_by_size(tiny, tmp_path):
     for size, entry in doc["sizes"].items():
         assert entry["images"] == 4  # 2 crops x 2 trajectories
         assert ("richardson_lucy_true_kernel" in entry) == (size != "1")
-    # the identity model returns its input: no gain and nothing made worse, at every size
-    for entry in doc["sizes"].values():
+        # the identity model returns its input: no gain and nothing made worse, at every size
         assert entry["models"]["tiny"] == {"mean_gain_db": 0.0, "worse_fraction": 0.0}
     # the non-blind reference, given the true kernel, does remove mild blur
     assert doc["sizes"]["5"]["richardson_lucy_true_kernel"]["mean_gain_db"] > 1.0
