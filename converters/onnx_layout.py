@@ -105,7 +105,7 @@ def fold_gate_transposes(model):
         gate = only_consumer(split.output[0], "Mul")
         second = only_consumer(split.output[1])
         squash = None
-        if second is not None and second.op_type == "Sigmoid":  # the bounded gate a * sigmoid(b)
+        if second is not None and second.op_type in ("Sigmoid", "Tanh"):  # bounded gates a * sigmoid(b), a * tanh(b)
             squash, second = second, only_consumer(second.output[0])
         if gate is None or second is not gate:
             continue

@@ -15,7 +15,7 @@ def _raw_range(predict, images):
     return min(float(o.min()) for o in outs), max(float(o.max()) for o in outs)
 
 
-def test_sigmoid_gate_and_bounded_residual_compute_what_they_claim(tmp_path):
+def test_bounded_gates_and_bounded_residual_compute_what_they_claim(tmp_path):
     import tf_keras as keras
 
     from kd_edge.models.layers import BoundedResidual, SimpleGate
@@ -25,9 +25,16 @@ def test_sigmoid_gate_and_bounded_residual_compute_what_they_claim(tmp_path):
     a, b = np.clip(x[..., :4], -16, 16), np.clip(x[..., 4:], -16, 16)
     np.testing.assert_allclose(SimpleGate(mode="sigmoid")(x).numpy(), a / (1 + np.exp(-b)), rtol=1e-5, atol=1e-6)
     assert np.abs(SimpleGate(mode="sigmoid")(np.full((1, 1, 1, 2), 1e20, np.float32)).numpy()).max() <= 16
+    np.testing.assert_allclose(SimpleGate(mode="tanh", clip=None)(x).numpy(), x[..., :4] * np.tanh(x[..., 4:]),
+                               rtol=1e-5, atol=1e-5)
+    tanh_gate = SimpleGate(mode="tanh", clip=None)
+    big = np.full((1, 1, 1, 2), 1e20, np.float32)
+    assert np.abs(tanh_gate(big).numpy()).max() <= 1e20  # linear in a, never quadratic like a * b
+    small = np.full((1, 1, 1, 2), 1e-3, np.float32)
+    np.testing.assert_allclose(tanh_gate(small).numpy(), 1e-6, rtol=1e-5)  # ~ a * b near zero
     assert SimpleGate.from_config({"name": "g", "clip": 16.0}).mode == "product"  # files from before `mode`
     with pytest.raises(ValueError, match="mode"):
-        SimpleGate(mode="tanh")
+        SimpleGate(mode="relu")
     img = rng.uniform(0, 1, (1, 8, 8, 3)).astype(np.float32)
     layer = BoundedResidual()
     np.testing.assert_allclose(layer([img, np.zeros_like(img)]).numpy(), img, atol=1e-7)  # z = 0: identity

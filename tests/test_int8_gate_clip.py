@@ -1,4 +1,4 @@
-"""The sigmoid gates' input clip: fresh builds have none, ``with_gate_clip`` rewrites a model's gates without touching
+"""The bounded (tanh, sigmoid) gates' input clip: fresh builds have none, ``with_gate_clip`` rewrites a model's gates without touching
 a weight (plain and QAT models), and the clip's int8 MINIMUM/MAXIMUM, which XNNPACK does not delegate, cut the int8
 graph into more delegate partitions (benchmarks/int8_gate_clip.py). Real TF, tfmot and LiteRT."""
 import json
@@ -17,10 +17,11 @@ def _gate_clips(model):
     return [layer.clip for layer in model.layers if type(layer).__name__ == "SimpleGate"]
 
 
-def test_fresh_sigmoid_builds_have_no_gate_clip_and_product_builds_keep_it():
+def test_fresh_bounded_gate_builds_have_no_gate_clip_and_product_builds_keep_it():
     from kd_edge.models import build
 
     assert set(_gate_clips(build("edge-tiny"))) == {None}
+    assert set(_gate_clips(build("edge-tiny", gate="sigmoid"))) == {None}
     assert set(_gate_clips(build("edge-tiny", gate="product"))) == {16.0}
 
 
@@ -31,7 +32,7 @@ def test_the_clip_changes_no_output_and_only_the_clipped_int8_graph_is_split(tmp
     from kd_edge.stress_inputs import stress_inputs
 
     tf_keras.utils.set_random_seed(0)
-    model = build("edge-tiny", gate="sigmoid")
+    model = build("edge-tiny")  # the default tanh gates
     clipped, gates = with_gate_clip(model, 16.0)
     assert gates == len(_gate_clips(model)) > 0 and set(_gate_clips(clipped)) == {16.0}
     images = np.stack([im for _, im in stress_inputs(SIZE, stride=4)])
@@ -47,6 +48,8 @@ def test_the_clip_changes_no_output_and_only_the_clipped_int8_graph_is_split(tmp
     assert with_clip.get("MINIMUM", 0) == with_clip.get("MAXIMUM", 0) == gates
     assert "MINIMUM" not in without and "MAXIMUM" not in without
     assert without["DELEGATE"] < with_clip["DELEGATE"], (without, with_clip)
+    # XNNPACK takes the int8 tanh gates: the graph stays in the 2 partitions the sigmoid gates had (measured)
+    assert without["DELEGATE"] <= 2 and without["TANH"] == gates + 1, without  # + BoundedResidual's tanh
 
 
 def test_with_gate_clip_rewrites_a_qat_model_and_keeps_its_quantizers():

@@ -1,9 +1,9 @@
 """Set (or turn off) the input clip of every :class:`~kd_edge.models.layers.SimpleGate` of a model, weights untouched.
 
-Sigmoid gates (``a * sigmoid(b)``) are bounded by construction and need no clip; the clip lowers to int8
-MINIMUM/MAXIMUM, which LiteRT's XNNPACK delegate does not take, so it cuts a full-int8 graph into many delegate
-partitions (``benchmarks/int8_gate_clip.py``). Fresh sigmoid builds have no clip; these functions rewrite models
-saved with one.
+Bounded gates (``a * tanh(b)``, the default, and ``a * sigmoid(b)``) are at most linear in their input by
+construction and need no clip; the clip lowers to int8 MINIMUM/MAXIMUM, which LiteRT's XNNPACK delegate does not
+take, so it cuts a full-int8 graph into many delegate partitions (``benchmarks/int8_gate_clip.py``). Fresh builds of
+bounded gates have no clip; these functions rewrite models saved with one.
 
 The rewrite is made on the saved file: only the model config changes (``config.json`` of a ``.keras`` zip, the
 ``model_config`` attribute of kd-edge's HDF5 layout for pruning/QAT models), every other byte, the weights
@@ -125,23 +125,23 @@ def with_gate_clip(model, clip):
     return twin, manifest["lineage"][-1]["gates"]
 
 
-def clipped_sigmoid_gates(model) -> int:
-    """How many sigmoid SimpleGates of ``model`` (QAT- or pruning-wrapped ones included) still clip their inputs."""
+def clipped_bounded_gates(model) -> int:
+    """How many bounded (sigmoid or tanh) SimpleGates of ``model`` (QAT- or pruning-wrapped ones included) still clip their inputs."""
     from kd_edge.models.layers import SimpleGate
 
     count = 0
     for layer in model.layers:
         inner = getattr(layer, "layer", layer)  # tfmot wrappers hold the wrapped layer as .layer
-        if isinstance(inner, SimpleGate) and inner.mode == "sigmoid" and inner.clip is not None:
+        if isinstance(inner, SimpleGate) and inner.mode != "product" and inner.clip is not None:
             count += 1
     return count
 
 
 def int8_clip_note(model):
-    """The note an int8 artifact's manifest gets when its source still clips sigmoid gates, else None."""
-    count = clipped_sigmoid_gates(model)
+    """The note an int8 artifact's manifest gets when its source still clips bounded gates, else None."""
+    count = clipped_bounded_gates(model)
     if not count:
         return None
-    return (f"{count} sigmoid gates clip their inputs: int8 MINIMUM/MAXIMUM that XNNPACK does not delegate, so the "
+    return (f"{count} bounded gates clip their inputs: int8 MINIMUM/MAXIMUM that XNNPACK does not delegate, so the "
             f"graph runs in several partitions; kd_edge.models.gate_clip.rewrite_gate_clip(model, out, None) removes "
             f"the clip with the same weights (benchmarks/int8_gate_clip.py measures it)")

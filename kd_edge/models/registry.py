@@ -30,7 +30,7 @@ class ArchSpec:
         }
 
 
-_EDGE_COMMON = {"dw_expand": 2, "dw_kernel": 3, "ffn_expand": 2, "residual_init_scale": 0.1, "gate": "sigmoid",
+_EDGE_COMMON = {"dw_expand": 2, "dw_kernel": 3, "ffn_expand": 2, "residual_init_scale": 0.1, "gate": "tanh",
                 "output": "bounded"}
 
 ARCHITECTURES = {
