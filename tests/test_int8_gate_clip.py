@@ -1,6 +1,6 @@
-"""The bounded (tanh, sigmoid) gates' input clip: fresh builds have none, ``with_gate_clip`` rewrites a model's gates without touching
-a weight (plain and QAT models), and the clip's int8 MINIMUM/MAXIMUM, which XNNPACK does not delegate, cut the int8
-graph into more delegate partitions (benchmarks/int8_gate_clip.py). Real TF, tfmot and LiteRT."""
+"""The bounded (tanh, sigmoid) gates' input clip: fresh builds have none, ``with_gate_clip`` rewrites a model's gates
+without touching a weight (plain and QAT models), and the clip's int8 MINIMUM/MAXIMUM, which XNNPACK does not
+delegate, cut the int8 graph into more delegate partitions (benchmarks/int8_gate_clip.py). Real TF, tfmot and LiteRT."""
 import json
 
 import numpy as np

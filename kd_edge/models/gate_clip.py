@@ -126,7 +126,8 @@ def with_gate_clip(model, clip):
 
 
 def clipped_bounded_gates(model) -> int:
-    """How many bounded (sigmoid or tanh) SimpleGates of ``model`` (QAT- or pruning-wrapped ones included) still clip their inputs."""
+    """How many bounded (sigmoid or tanh) SimpleGates of ``model`` (QAT- or pruning-wrapped ones included) still
+    clip their inputs."""
     from kd_edge.models.layers import SimpleGate
 
     count = 0

@@ -52,10 +52,10 @@ class SimpleGate(keras.layers.Layer, PrunableLayer):
     ``benchmarks/results/gate_fit.json``), the sigmoid-gate edge-s gained +1.3 dB, the tanh and product gates +5.2
     and +4.8 dB.
 
-    Lowering: SPLIT + LOGISTIC or TANH + MUL (TFLite), Split/Sigmoid or Tanh/Mul (ONNX), the same in Core ML; the clip is
-    MINIMUM/MAXIMUM, Clip, clip. All are int8-safe built-ins, but XNNPACK does not delegate int8 MINIMUM/MAXIMUM, so
-    the zoo builds bounded gates with ``clip=None`` (see :func:`kd_edge.models.edge.gate_clip`); the layer's own
-    default stays +-16 (product gates, and configs without a ``clip`` key). Files saved before
+    Lowering: SPLIT + LOGISTIC or TANH + MUL (TFLite), Split/Sigmoid or Tanh/Mul (ONNX), the same in Core ML; the
+    clip is MINIMUM/MAXIMUM, Clip, clip. All are int8-safe built-ins, but XNNPACK does not delegate int8
+    MINIMUM/MAXIMUM, so the zoo builds bounded gates with ``clip=None`` (see :func:`kd_edge.models.edge.gate_clip`);
+    the layer's own default stays +-16 (product gates, and configs without a ``clip`` key). Files saved before
     ``mode`` existed load as ``mode="product"``, their behaviour unchanged.
     """
 
