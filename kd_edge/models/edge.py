@@ -24,10 +24,12 @@ Numerical safety for any input (``gate="tanh"``, ``output="bounded"``, the defau
   the growth, yet ``~ a * b`` near zero, so it keeps the product gate's multiplicative interaction; it costs one
   TANH per gate (a built-in with int8 kernels everywhere). The gate before it, ``a * sigmoid(b)`` (``gate="sigmoid"``,
   equally bounded), is mostly linear near zero and could hardly overfit 16 pairs: +1.3 dB where the tanh and
-  product gates reached +5.2 and +4.8 dB in the same 800 steps (``benchmarks/results/gate_fit.json``), the reason
-  the sigmoid-gate defaults gained almost nothing on real photos. No input clip: the first sigmoid
-  builds kept the product gates' clip at +-16, which lowers to int8 MINIMUM/MAXIMUM that LiteRT's XNNPACK delegate
-  does not take, so the default student's full-int8 graph ran as 18 delegate partitions instead of 2; without the
+  product gates reached +5.2 and +4.8 dB in the same 800 steps (``benchmarks/results/gate_fit.json``). The
+  embedded default models keep sigmoid gates: a tanh-gate teacher trained the same way gained 2.7x more on
+  synthetic blur but no more on real photos (``benchmarks/results/realdata_tanh_defaults.json``). No input clip:
+  the first sigmoid builds kept the product gates' clip at +-16, which lowers to int8 MINIMUM/MAXIMUM that
+  LiteRT's XNNPACK delegate does not take, so the default student's full-int8 graph ran as 18 delegate partitions
+  instead of 2; without the
   clip it is 13.6% faster at 2 threads (``benchmarks/int8_gate_clip.py``), with identical Keras outputs on every
   stress input. The embedded defaults were rewritten without it, weights untouched
   (:func:`kd_edge.models.gate_clip.rewrite_gate_clip`); models saved with a clip keep it until rewritten.
