@@ -81,10 +81,12 @@ def main(argv=None):
     extra = {}
     for item in filter(None, args.extra.split(",")):
         key, _, value = item.partition("=")
-        try:
-            extra[key] = float(value)
-        except ValueError:
-            extra[key] = value
+        for kind in (int, float, str):  # width=24 must stay an int for the layers; 0.5 a float; names strings
+            try:
+                extra[key] = kind(value)
+                break
+            except ValueError:
+                continue
     pairs = list(synth_pairs(count=args.pairs, size=args.size, seed=5))
     blur = np.stack([p.blur for p in pairs]).astype(np.float32)
     sharp = np.stack([p.sharp for p in pairs]).astype(np.float32)
