@@ -76,6 +76,11 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default="benchmarks/results/gate_fit.json")
     args = ap.parse_args(argv)
+    from kd_edge.models.layers import SimpleGate
+
+    unknown = sorted(set(args.gates.split(",")) - set(SimpleGate.MODES))
+    if unknown:
+        ap.error(f"--gates: unknown gate(s) {', '.join(unknown)}; valid: {', '.join(SimpleGate.MODES)}")
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     tf.config.threading.set_inter_op_parallelism_threads(1)
     extra = {}
