@@ -69,18 +69,14 @@ import kd_edge  # noqa: F401
 import tf_keras as keras
 
 from kd_edge.models.layers import DEFAULT_GATE_CLIP, BoundedResidual, DepthToSpace, SimpleGate, channel_attention
+from kd_edge.models.registry import EDGE_BLOCK_DEFAULTS
 
 EDGE_DEFAULTS = {
     "width": 16,
     "enc_blocks": [1, 1, 1, 2],
     "middle_blocks": 2,
     "dec_blocks": [1, 1, 1, 1],
-    "dw_expand": 2,
-    "dw_kernel": 3,
-    "ffn_expand": 2,
-    "residual_init_scale": 0.1,
-    "gate": "tanh",
-    "output": "bounded",
+    **EDGE_BLOCK_DEFAULTS,
 }
 GATES = SimpleGate.MODES
 OUTPUTS = ("bounded", "residual")
@@ -89,15 +85,16 @@ OUTPUTS = ("bounded", "residual")
 def gate_clip(gate):
     """The gates' input clip: none for the bounded tanh and sigmoid gates (int8 MINIMUM/MAXIMUM split the XNNPACK
     graph), +-16 for the product gates of the first design (unchanged, so it rebuilds as it was)."""
-    return DEFAULT_GATE_CLIP if gate == "product" else None
+    return None if gate in SimpleGate.BOUNDED_MODES else DEFAULT_GATE_CLIP
 
 
 def _init(scale):
     return keras.initializers.VarianceScaling(scale=scale, mode="fan_in", distribution="truncated_normal")
 
 
-def naf_block(x, channels, *, name, dw_expand=2, dw_kernel=3, ffn_expand=2, residual_init_scale=0.1,
-              gate="tanh", out_name=None):
+def naf_block(x, channels, *, name, dw_expand=EDGE_DEFAULTS["dw_expand"], dw_kernel=EDGE_DEFAULTS["dw_kernel"],
+              ffn_expand=EDGE_DEFAULTS["ffn_expand"], residual_init_scale=EDGE_DEFAULTS["residual_init_scale"],
+              gate=EDGE_DEFAULTS["gate"], out_name=None):
     """One NAFNet block without normalisation (see the module docstring); returns a tensor of ``channels``.
 
     ``out_name`` renames the block's final ``Add`` (used for ``enc{i}_out``, ``bottleneck_out``, ``dec{i}_out``).
@@ -117,8 +114,10 @@ def naf_block(x, channels, *, name, dw_expand=2, dw_kernel=3, ffn_expand=2, resi
     return keras.layers.Add(name=out_name or f"{name}_add2")([x, y])
 
 
-def build_edge(*, input_size=None, name="edge", width, enc_blocks, middle_blocks, dec_blocks, dw_expand=2,
-               dw_kernel=3, ffn_expand=2, residual_init_scale=0.1, gate="tanh", output="bounded"):
+def build_edge(*, input_size=None, name="edge", width, enc_blocks, middle_blocks, dec_blocks,
+               dw_expand=EDGE_DEFAULTS["dw_expand"], dw_kernel=EDGE_DEFAULTS["dw_kernel"],
+               ffn_expand=EDGE_DEFAULTS["ffn_expand"], residual_init_scale=EDGE_DEFAULTS["residual_init_scale"],
+               gate=EDGE_DEFAULTS["gate"], output=EDGE_DEFAULTS["output"]):
     """Build a NAFNet-style edge U-Net. ``input_size`` None -> (None, None, 3), else (H, W) already checked."""
     enc_blocks = [int(n) for n in enc_blocks]
     dec_blocks = [int(n) for n in dec_blocks]

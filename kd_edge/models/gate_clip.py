@@ -133,7 +133,7 @@ def clipped_bounded_gates(model) -> int:
     count = 0
     for layer in model.layers:
         inner = getattr(layer, "layer", layer)  # tfmot wrappers hold the wrapped layer as .layer
-        if isinstance(inner, SimpleGate) and inner.mode != "product" and inner.clip is not None:
+        if isinstance(inner, SimpleGate) and inner.bounded and inner.clip is not None:
             count += 1
     return count
 

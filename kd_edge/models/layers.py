@@ -60,6 +60,7 @@ class SimpleGate(keras.layers.Layer, PrunableLayer):
     """
 
     MODES = ("product", "sigmoid", "tanh")
+    BOUNDED_MODES = ("sigmoid", "tanh")  # |out| <= |a|: need no input clip
 
     def __init__(self, clip=DEFAULT_GATE_CLIP, mode="product", **kwargs):
         super().__init__(**kwargs)
@@ -67,6 +68,10 @@ class SimpleGate(keras.layers.Layer, PrunableLayer):
             raise ValueError(f"SimpleGate mode must be one of {self.MODES}, got {mode!r}")
         self.clip = None if clip is None else float(clip)
         self.mode = mode
+
+    @property
+    def bounded(self):
+        return self.mode in self.BOUNDED_MODES
 
     def get_prunable_weights(self):
         return []

@@ -30,8 +30,9 @@ class ArchSpec:
         }
 
 
-_EDGE_COMMON = {"dw_expand": 2, "dw_kernel": 3, "ffn_expand": 2, "residual_init_scale": 0.1, "gate": "tanh",
-                "output": "bounded"}
+# The block design every edge-* size shares; kd_edge.models.edge takes its own defaults from here (one place).
+EDGE_BLOCK_DEFAULTS = {"dw_expand": 2, "dw_kernel": 3, "ffn_expand": 2, "residual_init_scale": 0.1, "gate": "tanh",
+                       "output": "bounded"}
 
 ARCHITECTURES = {
     spec.name: spec
@@ -39,23 +40,23 @@ ARCHITECTURES = {
         ArchSpec(
             "edge-tiny", "edge",
             "NAFNet-style U-Net, 2 levels, width 4: a few thousand params, for tests and smoke runs.",
-            {"width": 4, "enc_blocks": [1, 1], "middle_blocks": 1, "dec_blocks": [1, 1], **_EDGE_COMMON},
+            {"width": 4, "enc_blocks": [1, 1], "middle_blocks": 1, "dec_blocks": [1, 1], **EDGE_BLOCK_DEFAULTS},
         ),
         ArchSpec(
             "edge-s", "edge",
             "NAFNet-style phone student, 3 levels, width 16 (~0.3M params).",
-            {"width": 16, "enc_blocks": [1, 1, 2], "middle_blocks": 1, "dec_blocks": [1, 1, 1], **_EDGE_COMMON},
+            {"width": 16, "enc_blocks": [1, 1, 2], "middle_blocks": 1, "dec_blocks": [1, 1, 1], **EDGE_BLOCK_DEFAULTS},
         ),
         ArchSpec(
             "edge-m", "edge",
             "NAFNet-style phone student, 3 levels, width 24 (~1.5M params).",
-            {"width": 24, "enc_blocks": [1, 1, 2], "middle_blocks": 4, "dec_blocks": [1, 1, 1], **_EDGE_COMMON},
+            {"width": 24, "enc_blocks": [1, 1, 2], "middle_blocks": 4, "dec_blocks": [1, 1, 1], **EDGE_BLOCK_DEFAULTS},
         ),
         ArchSpec(
             "edge-l", "edge",
             "NAFNet-style teacher that trains on a 2-core CPU in about an hour, 4 levels, width 32 (~4.5M).",
             {"width": 32, "enc_blocks": [1, 1, 1, 1], "middle_blocks": 1, "dec_blocks": [1, 1, 1, 1],
-             **_EDGE_COMMON},
+             **EDGE_BLOCK_DEFAULTS},
         ),
         ArchSpec(
             "seed-teacher", "seed",
