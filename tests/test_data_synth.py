@@ -152,6 +152,36 @@ def test_synth_from_a_source_folder_tiles_large_images(tmp_path):
     assert meta["pairs"] == 10
 
 
+def test_max_side_shrinks_large_sources_before_tiling_and_regenerates(tmp_path):
+    """A 256x192 photo with max_side 128 is area-shrunk to 128x96 first: 2 x 2 tiles of 48 instead of 5 x 4, and an
+    untouched pair's sharp tile is a crop of the shrunk photo (not of the original)."""
+    import cv2
+
+    src = tmp_path / "src"
+    rng = np.random.default_rng(3)
+    photo = dead_leaves(rng, 192, width=256)
+    write_image(src / "big.png", photo)
+    write_image(src / "small.png", dead_leaves(rng, 100))  # already <= 128: left as it is, 2 x 2 tiles
+    opts = dict(count=0, size=48, seed=5, test_fraction=0.0, kernel_min=1, kernel_max=1, identity=1.0)
+    full = synthesize(tmp_path / "full", src, **opts)
+    meta = synthesize(tmp_path / "shrunk", src, max_side=128, **opts)
+    assert full["pairs"] == 5 * 4 + 2 * 2 and meta["pairs"] == 2 * 2 + 2 * 2
+    assert meta["camera"]["max_side"] == 128 and meta["source"]["shrunk"] == 1
+    small = read_image(src / "big.png").rgb
+    shrunk = cv2.resize(small, (128, 96), interpolation=cv2.INTER_AREA)
+    for record in (r for r in meta["images"] if r["source"] == "big.png"):
+        tile = read_image(tmp_path / "shrunk" / "train" / "sharp" / record["name"]).rgb
+        y, x = record["y"], record["x"]
+        assert np.abs(tile - shrunk[y:y + 48, x:x + 48]).max() <= 1 / 255 + 1e-6
+    again = regenerate(tmp_path / "shrunk" / "synth.json", tmp_path / "again")
+    assert again["camera"]["max_side"] == 128
+    assert _tree_bytes(tmp_path / "shrunk") == _tree_bytes(tmp_path / "again")
+    with pytest.raises(KdEdgeError, match="--max-side 32 must be 0"):
+        synthesize(tmp_path / "x", src, count=2, size=48, kernel_min=1, kernel_max=1, max_side=32)
+    with pytest.raises(KdEdgeError, match="give a SRC_DIR"):
+        synthesize(tmp_path / "x", count=2, size=48, kernel_min=1, kernel_max=1, max_side=128)
+
+
 def test_synth_refuses_to_overwrite_without_force(tmp_path):
     out = tmp_path / "ds"
     synthesize(out, count=2, size=32, kernel_min=5, kernel_max=7)

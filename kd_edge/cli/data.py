@@ -44,6 +44,9 @@ def data():
               help="Share of pairs left untouched (blur == sharp) so a model learns to keep sharp photos.")
 @click.option("--builtin-mix", default=None, type=click.FloatRange(0.0, 1.0), metavar="F",
               help="With SRC_DIR: share of pairs drawn from the built-in set (scikit-image photos, dead leaves).")
+@click.option("--max-side", default=None, type=click.IntRange(min=0), metavar="PX",
+              help="With SRC_DIR: shrink (area filter) every photo whose longer side exceeds PX before tiling, so "
+                   "a tile of a high-resolution photo holds a scene, not a patch of skin [0: off].")
 @click.option("--defocus", default=None, type=click.FloatRange(min=0.0), metavar="SIGMA",
               help="Add Gaussian defocus, sigma uniform in [0, SIGMA] px per pair [0: none; --camera 1].")
 @click.option("--noise", default=None, type=click.FloatRange(min=0.0), metavar="SIGMA",
