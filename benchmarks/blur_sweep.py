@@ -56,11 +56,9 @@ def sharp_images(*, sharp_dir=None, count=8, crop=128, seed=0):
             y, x = (h - crop) // 2, (w - crop) // 2
             out.append(np.ascontiguousarray(img[y:y + crop, x:x + crop]))
         return out, [str(p) for p in files[:count]]
-    from kd_edge.data.synth import _BuiltinSource
+    from kd_edge.data.synth import builtin_crops
 
-    source, rng = _BuiltinSource(photo_fraction=0.5), np.random.default_rng(seed)
-    regions = [source.region(i, rng, crop) for i in range(count)]
-    return [np.asarray(r, dtype=np.float32) for r, _ in regions], [info["source"] for _, info in regions]
+    return builtin_crops(count, crop, seed=seed, photo_fraction=0.5)
 
 
 def blurred_set(images, sizes, trajectories, *, noise, seed):

@@ -379,6 +379,14 @@ def synth_pairs(count=16, size=256, seed=0, **options):
         yield _make_pair(i, params, source)
 
 
+def builtin_crops(count, side, *, seed=0, photo_fraction=DEFAULT_PHOTO_FRACTION):
+    """``count`` sharp ``side`` x ``side`` float32 crops of the built-in sources (scikit-image photos, dead leaves)
+    from one seeded stream, and the name of the source of each."""
+    source, rng = _BuiltinSource(photo_fraction), np.random.default_rng(seed)
+    regions = [source.region(i, rng, side) for i in range(count)]
+    return [np.asarray(r, dtype=np.float32) for r, _ in regions], [info["source"] for _, info in regions]
+
+
 def split_test_indices(count, test_fraction, seed):
     """Indices of the pairs that go to test/: a seeded random subset of round(count * fraction)."""
     n_test = int(round(count * test_fraction))

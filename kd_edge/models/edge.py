@@ -136,8 +136,7 @@ def build_edge(*, input_size=None, name="edge", width, enc_blocks, middle_blocks
     if output not in OUTPUTS:
         raise ValueError(f"output must be one of {', '.join(OUTPUTS)}, got {output!r}")
     kw = {"dw_expand": int(dw_expand), "dw_kernel": int(dw_kernel), "ffn_expand": int(ffn_expand),
-          "residual_init_scale": float(residual_init_scale),
-          "gate": gate}
+          "residual_init_scale": float(residual_init_scale), "gate": gate}
 
     h, w = (None, None) if input_size is None else input_size
     inputs = keras.Input((h, w, 3), name="input")
