@@ -186,7 +186,7 @@ def test_synth_skips_a_truncated_jpeg_like_a_corrupt_png_with_one_line_each(tmp_
     Image.fromarray((rng.random((96, 96, 3)) * 255).astype(np.uint8)).save(src / "bad.png")
     (src / "bad.png").write_bytes((src / "bad.png").read_bytes()[:40])
     proc = subprocess.run([kd_edge_exe, "data", "synth", str(src), str(tmp_path / "out"), "--count", "4",
-                           "--size", "32"], capture_output=True, text=True, timeout=300)
+                           "--size", "32", "--max-side", "64"], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     warnings = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(warnings) == 2, proc.stderr
@@ -194,8 +194,10 @@ def test_synth_skips_a_truncated_jpeg_like_a_corrupt_png_with_one_line_each(tmp_
     assert any("cut.jpg" in line and "truncated" in line for line in warnings)
     assert any("bad.png" in line for line in warnings)
     assert "UserWarning" not in proc.stderr and "warnings.warn" not in proc.stderr
-    skipped = {s["file"] for s in json.loads((tmp_path / "out" / "synth.json").read_text())["source"]["skipped"]}
-    assert skipped == {"cut.jpg", "bad.png"}
+    meta = json.loads((tmp_path / "out" / "synth.json").read_text())
+    assert {s["file"] for s in meta["source"]["skipped"]} == {"cut.jpg", "bad.png"}
+    assert meta["camera"]["max_side"] == 64 and meta["source"]["shrunk"] == 1  # good.jpg, 96 -> 64 px
+    assert meta["source"]["tiles"] == 4  # 2 x 2 tiles of 32 in the shrunk photo, not 3 x 3
 
 
 def test_data_check_without_pairs_says_so(tmp_path, capsys):
