@@ -48,6 +48,35 @@ def test_every_trajectory_gives_a_normalised_centred_kernel(kind):
         assert (kernel > 1e-3).sum() <= 15 * 4
 
 
+def test_srgb_blur_share_blurs_those_pairs_in_encoded_values(tmp_path):
+    """--srgb-blur F: with linear light on, a share F of the pairs is blurred in sRGB values (no gamma round trip,
+    no highlight boost), the rest stays in linear light; each pair says which."""
+    from kd_edge.data.dead_leaves import dead_leaves
+    from kd_edge.data.synth import _FolderSource
+    from kd_edge.images import write_image
+
+    write_image(tmp_path / "src" / "a.png", dead_leaves(np.random.default_rng(1), 96))
+    source = _Sources(_FolderSource(tmp_path / "src", 64, 16))
+    spec = (0, 0, 0)  # a fixed tile: the region draws nothing, so both models below see the same kernels
+    opts = dict(count=1, size=64, seed=3, kernel_min=9, kernel_max=15)
+    mixed = SynthParams(linear_light=True, highlights=1.0, srgb_blur=0.5, **opts)
+    plain = SynthParams(**opts)
+    pairs = [_make_pair(i, mixed, source, spec) for i in range(16)]
+    flagged = [p for p in pairs if p.info.get("srgb_blur")]
+    assert 3 <= len(flagged) <= 13
+    assert all("highlight_gain" not in p.info for p in flagged)
+    assert all("highlight_gain" in p.info for p in pairs if not p.info.get("srgb_blur"))  # highlights p=1
+    for pair in flagged:  # the same kernel convolved with the encoded values, as a --no-linear-light set does
+        ref = _make_pair(pair.index, plain, source, spec)
+        np.testing.assert_array_equal(pair.kernel, ref.kernel)
+        np.testing.assert_array_equal(pair.blur, ref.blur)
+    for pair in (p for p in pairs if not p.info.get("srgb_blur")):
+        assert np.abs(pair.blur - _make_pair(pair.index, plain, source, spec).blur).max() > 0.05
+    with pytest.raises(KdEdgeError, match="--srgb-blur needs --linear-light"):
+        SynthParams(srgb_blur=0.5).validate()
+    assert [p.info for p in pairs] == [_make_pair(i, mixed, source, spec).info for i in range(16)]  # reproducible
+
+
 def test_linear_light_blur_differs_from_srgb_blur_on_a_saturated_edge():
     edge = np.zeros((32, 32, 3), np.float32)
     edge[:, 16:] = 1.0

@@ -33,6 +33,9 @@ def data():
 @click.option("--trajectories", default=None, metavar="LIST",
               help="Comma-separated: random-walk, linear, curved, frames (frame averaging) [random-walk; --camera all].")
 @click.option("--linear-light/--no-linear-light", default=None, help="Blur in linear intensity, not in sRGB values.")
+@click.option("--srgb-blur", default=None, type=click.FloatRange(0.0, 1.0), metavar="F",
+              help="With --linear-light: share of pairs blurred in sRGB values instead, as synthetic benchmarks "
+                   "(Levin et al.) and cameras that average encoded frames make them [0].")
 @click.option("--highlights", default=None, type=click.FloatRange(0.0, 1.0), metavar="P",
               help="Probability of boosting highlights 1.5-4x before the blur (saturated streaks; needs linear light).")
 @click.option("--shot-noise", default=None, type=click.FloatRange(min=0.0), metavar="A",

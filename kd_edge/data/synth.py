@@ -68,6 +68,7 @@ class SynthParams:
     trajectories: str = "random-walk"  # comma-separated subset of kernels.TRAJECTORIES, drawn uniformly
     linear_light: bool = False  # blur (and noise) in linear intensity, then re-encode sRGB
     highlights: float = 0.0  # probability that highlights are boosted 1.5-4x before the blur (needs linear_light)
+    srgb_blur: float = 0.0  # with linear_light: share of pairs blurred in sRGB values instead (as Levin et al. were)
     shot_noise: float = 0.0  # max Poisson coefficient (variance = a * linear value), per pair uniform in [0, max]
     jpeg: float = 0.0  # probability of JPEG re-compression of the blurred image
     jpeg_min: int = 60  # quality uniform in [jpeg_min, 95]
@@ -99,9 +100,11 @@ class SynthParams:
                               f"got {self.trajectories!r}")
         if self.kernel_bias <= 0:
             raise KdEdgeError(f"--kernel-bias must be > 0, got {self.kernel_bias}")
-        for name in ("highlights", "jpeg", "identity", "builtin_mix"):
+        for name in ("highlights", "srgb_blur", "jpeg", "identity", "builtin_mix"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise KdEdgeError(f"--{name.replace('_', '-')} is a probability in [0, 1], got {getattr(self, name)}")
+        if self.srgb_blur > 0 and not self.linear_light:
+            raise KdEdgeError("--srgb-blur needs --linear-light (it is the share of pairs that skip linear light)")
         if self.highlights > 0 and not self.linear_light:
             raise KdEdgeError("--highlights needs --linear-light (highlights saturate in linear light)")
         if self.shot_noise < 0:
@@ -121,7 +124,7 @@ class SynthParams:
 
 
 CAMERA_KEYS = ("kernel_bias", "trajectories", "linear_light", "highlights", "shot_noise", "jpeg", "jpeg_min",
-               "identity", "builtin_mix", "max_side")
+               "identity", "builtin_mix", "max_side", "srgb_blur")
 # what ``kd-edge data synth --camera`` sets (each can still be overridden by its own option)
 CAMERA_PRESET = {"kernel_min": 1, "kernel_max": 29, "kernel_bias": 2.0, "trajectories": ",".join(TRAJECTORIES),
                  "linear_light": True, "highlights": 0.3, "shot_noise": 0.002, "noise": 0.005, "defocus": 1.0,
@@ -315,14 +318,21 @@ def _make_pair(index, params: SynthParams, source, spec=None):
     sigma = float(rng.uniform(0.0, params.defocus)) if params.defocus > 0 and not untouched else 0.0
     if sigma > 0.05:
         kernel = combine(kernel, gaussian_kernel(sigma))
+    srgb_blur = params.srgb_blur > 0 and not untouched and rng.uniform() < params.srgb_blur
     pad = kernel.shape[0] // 2 + 1
     side = params.size + 2 * pad
     region, info = source.region(index, rng, side, spec)
     sharp_full = _quantise(region)
     sharp = sharp_full[pad:-pad, pad:-pad]
-    extra = {}
+    extra = {"srgb_blur": True} if srgb_blur else {}
     if untouched:
         blurred = sharp.copy()
+    elif srgb_blur:  # blur the encoded values (no highlight boost), sensor noise still in linear light
+        blurred = convolve_kernel(sharp_full, kernel)[pad:-pad, pad:-pad]
+        if params.shot_noise > 0:
+            extra["shot_noise"] = round(float(rng.uniform(0.0, params.shot_noise)), 6)
+            lin = camera.sensor_noise(camera.srgb_to_linear(blurred), rng, extra["shot_noise"], 0.0)
+            blurred = camera.linear_to_srgb(lin)
     elif params.linear_light:
         lin = camera.srgb_to_linear(sharp_full)
         if params.highlights > 0 and rng.uniform() < params.highlights:
@@ -556,7 +566,8 @@ def _blur_model(params):
              f"trajectories {params.trajectories}", "[* Gaussian defocus]"]
     if params.linear_light:
         parts.append("in linear light" + (f", highlights boosted with p={params.highlights:g}" if params.highlights
-                                          else ""))
+                                          else "") + (f" ({params.srgb_blur:g} of pairs in sRGB values)"
+                                                      if params.srgb_blur else ""))
     if params.shot_noise:
         parts.append(f"shot noise (variance a*x, a <= {params.shot_noise:g})")
     parts.append("+ Gaussian noise, 8-bit")
