@@ -104,3 +104,20 @@ def test_qat_prints_its_heldout_figures_and_no_converter_noise(tiny, tmp_path, k
     if tflite.get("target") == "tflite-int8":  # made by kd-edge convert's pipeline (issue 15 item 4), which is quiet
         for noise in ("fully_quantize", "XNNPACK delegate"):
             assert noise not in proc.stdout + proc.stderr, (noise, proc.stderr)
+
+
+def test_validation_skips_untouched_pairs_whose_psnr_is_capped(tmp_path):
+    """--identity pairs (blur == sharp) score 100 dB as input; the held-out crops leave them out, so one of them
+    cannot lift the blurred input's mean or pick the best step."""
+    from kd_edge.data.pipeline import eval_pairs
+    from kd_edge.data.synth import synthesize
+    from kd_edge.distill.trainer import load_validation_set
+
+    synthesize(tmp_path / "d", count=24, size=32, seed=4, test_fraction=0.5, kernel_min=5, kernel_max=9, identity=0.4)
+    held = list(eval_pairs(tmp_path / "d"))
+    untouched = [name for name, b, s in held if np.array_equal(b, s)]
+    assert 0 < len(untouched) < len(held) - 2  # the seed gives both kinds
+    val = load_validation_set(tmp_path / "d", count=3, crop=32, stride=4)
+    assert len(val) == 3 and not {name for name, _, _ in val} & set(untouched)
+    assert max(metrics.psnr(b, s) for _, b, s in val) < 60
+    assert [name for name, _, _ in val] == [name for name, b, s in held if not np.array_equal(b, s)][:3]
