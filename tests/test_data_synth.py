@@ -167,8 +167,8 @@ def test_max_side_shrinks_large_sources_before_tiling_and_regenerates(tmp_path):
     meta = synthesize(tmp_path / "shrunk", src, max_side=128, **opts)
     assert full["pairs"] == 5 * 4 + 2 * 2 and meta["pairs"] == 2 * 2 + 2 * 2
     assert meta["camera"]["max_side"] == 128 and meta["source"]["shrunk"] == 1
-    small = read_image(src / "big.png").rgb
-    shrunk = cv2.resize(small, (128, 96), interpolation=cv2.INTER_AREA)
+    original = read_image(src / "big.png").rgb
+    shrunk = cv2.resize(original, (128, 96), interpolation=cv2.INTER_AREA)
     for record in (r for r in meta["images"] if r["source"] == "big.png"):
         tile = read_image(tmp_path / "shrunk" / "train" / "sharp" / record["name"]).rgb
         y, x = record["y"], record["x"]
