@@ -212,7 +212,7 @@ class _FolderSource:
                 self.skipped.append({"file": str(path.relative_to(self.root)), "reason": exc.problem})
                 self.sizes.append(None)
                 continue
-            if self._scale(h, w) < 1.0:
+            if self._shrunk_size(h, w) != (h, w):
                 h, w = self._shrunk_size(h, w)
                 self.shrunk += 1
             self.sizes.append((h, w))
@@ -235,20 +235,20 @@ class _FolderSource:
                 "tiles": len(self.tiles), "skipped": self.skipped,
                 **({"max_side": self.max_side, "shrunk": self.shrunk} if self.max_side else {})}
 
-    def _scale(self, h, w):
-        return min(1.0, self.max_side / max(h, w)) if self.max_side else 1.0
-
     def _shrunk_size(self, h, w):
-        s = self._scale(h, w)
+        """(h, w) after shrinking to ``max_side``; unchanged when off or already small enough."""
+        if not self.max_side or max(h, w) <= self.max_side:
+            return h, w
+        s = self.max_side / max(h, w)
         return max(1, round(h * s)), max(1, round(w * s))
 
     def _padded(self, i):
         if self._cache_key != i:
             img = read_image(self.files[i]).rgb
-            if self._scale(*img.shape[:2]) < 1.0:
+            h, w = self.sizes[i]  # the size the tiles were cut for
+            if img.shape[:2] != (h, w):
                 import cv2
 
-                h, w = self._shrunk_size(*img.shape[:2])
                 img = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)
             m = self.margin
             self._cache_img = np.pad(img, ((m, m), (m, m), (0, 0)), mode="symmetric")
@@ -307,6 +307,14 @@ def _kernel_size(rng, params):
     return int(sizes[min(len(sizes) - 1, int(rng.uniform() ** params.kernel_bias * len(sizes)))])
 
 
+def _shot_noise(lin, rng, params, extra):
+    """Signal-dependent sensor noise on linear intensities, its strength drawn per pair and recorded in ``extra``."""
+    if params.shot_noise <= 0:
+        return lin
+    extra["shot_noise"] = round(float(rng.uniform(0.0, params.shot_noise)), 6)
+    return camera.sensor_noise(lin, rng, extra["shot_noise"], 0.0)
+
+
 def _make_pair(index, params: SynthParams, source, spec=None):
     """One pair. The random draws happen in a fixed order, and an option that is off draws nothing."""
     rng = np.random.default_rng([int(params.seed), int(index)])
@@ -327,24 +335,17 @@ def _make_pair(index, params: SynthParams, source, spec=None):
     extra = {"srgb_blur": True} if srgb_blur else {}
     if untouched:
         blurred = sharp.copy()
-    elif srgb_blur:  # blur the encoded values (no highlight boost), sensor noise still in linear light
-        blurred = convolve_kernel(sharp_full, kernel)[pad:-pad, pad:-pad]
-        if params.shot_noise > 0:
-            extra["shot_noise"] = round(float(rng.uniform(0.0, params.shot_noise)), 6)
-            lin = camera.sensor_noise(camera.srgb_to_linear(blurred), rng, extra["shot_noise"], 0.0)
-            blurred = camera.linear_to_srgb(lin)
-    elif params.linear_light:
+    elif params.linear_light and not srgb_blur:
         lin = camera.srgb_to_linear(sharp_full)
         if params.highlights > 0 and rng.uniform() < params.highlights:
             extra["highlight_gain"] = round(float(rng.uniform(1.5, 4.0)), 4)
             lin = camera.boost_highlights(lin, extra["highlight_gain"])
         lin = convolve_kernel(lin, kernel)[pad:-pad, pad:-pad]
-        if params.shot_noise > 0:
-            extra["shot_noise"] = round(float(rng.uniform(0.0, params.shot_noise)), 6)
-            lin = camera.sensor_noise(lin, rng, extra["shot_noise"], 0.0)
-        blurred = camera.linear_to_srgb(lin)
-    else:
+        blurred = camera.linear_to_srgb(_shot_noise(lin, rng, params, extra))
+    else:  # blur the encoded values: version 1, and the --srgb-blur share (its sensor noise still in linear light)
         blurred = convolve_kernel(sharp_full, kernel)[pad:-pad, pad:-pad]
+        if srgb_blur and params.shot_noise > 0:
+            blurred = camera.linear_to_srgb(_shot_noise(camera.srgb_to_linear(blurred), rng, params, extra))
     noise_sigma = float(rng.uniform(0.0, params.noise)) if params.noise > 0 and not untouched else 0.0
     if noise_sigma > 0:
         blurred = blurred + rng.normal(0.0, noise_sigma, blurred.shape).astype(np.float32)
