@@ -97,7 +97,8 @@ def configure_logging(verbose: bool):
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
         return
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
-    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+    # oneDNN stays on (TensorFlow's x86 default): turning it off to hide its start-up line made every training
+    # step 2.6x slower on the 2-core EPYC host (benchmarks/results/train_throughput.json)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=UserWarning,

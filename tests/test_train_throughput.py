@@ -1,0 +1,41 @@
+"""Training throughput evidence (benchmarks/train_throughput.py): the CLI leaves TensorFlow's oneDNN kernels on (it
+once turned them off to hide a start-up line, which made every training step 2.6x slower), and the benchmark runs
+the real `kd-edge train-teacher` in fresh processes with oneDNN on and off and writes what it measured."""
+import json
+import os
+import subprocess
+import sys
+
+from kd_edge.benchmarks import train_throughput
+
+
+def test_the_cli_does_not_turn_onednn_off():
+    env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+    code = ("import os; from kd_edge.cli import configure_logging; configure_logging(False); "
+            "print(os.environ.get('TF_ENABLE_ONEDNN_OPTS', 'unset'))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert out.stdout.strip() == "unset"
+
+
+def test_train_throughput_measures_real_training_with_onednn_on_and_off(tmp_path):
+    path = tmp_path / "throughput.json"
+    train_throughput.main(["--arch", "edge-tiny", "--patch", "32", "--batch", "2", "--steps", "3",
+                           "--repeats", "1", "--json", str(path)])
+    doc = json.loads(path.read_text())
+    assert [(r["arch"], r["patch"], r["batch"], r["onednn"]) for r in doc["rows"]] == [
+        ("edge-tiny", 32, 2, "on"), ("edge-tiny", 32, 2, "off")]
+    for row in doc["rows"]:
+        assert row["steps_per_s"] > 0 and row["patches_per_s"] == row["steps_per_s"] * 2
+        assert len(row["repeats"]) == 1 and row["repeats"][0]["seconds"] > 0
+    (ratio,) = doc["onednn_ratios"]
+    assert ratio["onednn_on_over_off"] == doc["rows"][0]["steps_per_s"] / doc["rows"][1]["steps_per_s"]
+    assert doc["host"]["isa_flags"] and doc["host_line"]
+
+
+def test_train_throughput_rejects_an_unknown_onednn_value(tmp_path, capsys):
+    import pytest
+
+    with pytest.raises(SystemExit) as exc:
+        train_throughput.main(["--onednn", "maybe", "--json", str(tmp_path / "x.json")])
+    assert exc.value.code == 2 and "--onednn takes on and/or off, not maybe" in capsys.readouterr().err
+    assert not (tmp_path / "x.json").exists()
