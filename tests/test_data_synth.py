@@ -182,6 +182,39 @@ def test_max_side_shrinks_large_sources_before_tiling_and_regenerates(tmp_path):
         synthesize(tmp_path / "x", count=2, size=48, kernel_min=1, kernel_max=1, max_side=128)
 
 
+def test_identity_native_cuts_untouched_pairs_from_the_photo_as_stored(tmp_path):
+    """With max_side, --identity-native cuts each untouched pair around the same tile centre from the unshrunk photo
+    (recorded as native_x/native_y); blurred pairs and photos already small enough stay as without it."""
+    src = tmp_path / "src"
+    rng = np.random.default_rng(4)
+    write_image(src / "big.png", dead_leaves(rng, 192, width=256))
+    write_image(src / "small.png", dead_leaves(rng, 100))
+    opts = dict(count=0, size=48, seed=2, test_fraction=0.0, kernel_min=1, kernel_max=9, max_side=128, identity=0.5)
+    plain = synthesize(tmp_path / "plain", src, **opts)
+    native = synthesize(tmp_path / "native", src, identity_native=True, **opts)
+    assert native["camera"]["identity_native"] is True and "own resolution" in native["blur_model"]
+    original = read_image(src / "big.png").rgb
+    kinds = set()
+    for before, record in zip(plain["images"], native["images"]):
+        name = record["name"]
+        tile = read_image(tmp_path / "native" / "train" / "sharp" / name).rgb
+        same = tile.tobytes() == read_image(tmp_path / "plain" / "train" / "sharp" / name).rgb.tobytes()
+        if record["untouched"] and record["source"] == "big.png":
+            kinds.add("native")
+            y, x = record["native_y"], record["native_x"]
+            assert (y, x) == (min(round((record["y"] + 24) * 2 - 24), 192 - 48), min(round((record["x"] + 24) * 2 - 24), 256 - 48))
+            assert np.array_equal(tile, original[y:y + 48, x:x + 48]) and not same
+            assert read_image(tmp_path / "native" / "train" / "blur" / name).rgb.tobytes() == tile.tobytes()
+        else:
+            kinds.add("untouched small" if record["untouched"] else "blurred")
+            assert same and "native_x" not in record and record == before
+    assert kinds == {"native", "untouched small", "blurred"}
+    again = regenerate(tmp_path / "native" / "synth.json", tmp_path / "again")
+    assert _tree_bytes(tmp_path / "native") == _tree_bytes(tmp_path / "again") and again["camera"]["identity_native"]
+    with pytest.raises(KdEdgeError, match="--identity-native .* needs both"):
+        synthesize(tmp_path / "x", src, identity_native=True, **dict(opts, max_side=0))
+
+
 def test_synth_refuses_to_overwrite_without_force(tmp_path):
     out = tmp_path / "ds"
     synthesize(out, count=2, size=32, kernel_min=5, kernel_max=7)

@@ -50,6 +50,9 @@ def data():
 @click.option("--max-side", default=None, type=click.IntRange(min=0), metavar="PX",
               help="With SRC_DIR: shrink (area filter) every photo whose longer side exceeds PX before tiling, so "
                    "a tile of a high-resolution photo holds a scene, not a patch of skin [0: off].")
+@click.option("--identity-native/--no-identity-native", default=None,
+              help="With --max-side: cut the untouched pairs from the photos at their own resolution, so a model "
+                   "also sees soft full-resolution photos it must leave alone, not only crisp shrunk ones [off].")
 @click.option("--defocus", default=None, type=click.FloatRange(min=0.0), metavar="SIGMA",
               help="Add Gaussian defocus, sigma uniform in [0, SIGMA] px per pair [0: none; --camera 1].")
 @click.option("--noise", default=None, type=click.FloatRange(min=0.0), metavar="SIGMA",

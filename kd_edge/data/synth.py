@@ -15,6 +15,9 @@ decoded at a time (per worker), so a folder of thousands of photos costs no more
 ``max_side`` shrinks (area filter) every folder photo whose longer side exceeds it before tiling. Without it a
 high-resolution photo gives many tiles and each holds little structure: 204 studio portraits of 1350x1350 made 80%
 of the 160-px tiles of ``../shared/data/sharp`` (728 photos), and a 160-px crop of one is mostly skin and backdrop.
+Shrinking also makes every tile crisper than a photo at its own resolution; ``identity_native`` cuts the untouched
+pairs around the same tile centre from the photo as stored, so a model also learns to leave soft, full-resolution
+photos alone (a model trained only on shrunk photos sharpens them).
 
 The camera model (all off by default, so older ``synth.json`` files regenerate the same bytes; ``--camera`` in
 the CLI turns them on, see :data:`CAMERA_PRESET`): kernel sizes from 1 px (no blur) with most mass on mild shake
@@ -75,6 +78,7 @@ class SynthParams:
     identity: float = 0.0  # fraction of pairs with no degradation at all (blur == sharp)
     builtin_mix: float = 0.0  # with a source folder: fraction of pairs drawn from the built-in set instead
     max_side: int = 0  # with a source folder: shrink photos whose longer side exceeds this before tiling (0: off)
+    identity_native: bool = False  # with max_side: untouched pairs are cut from the photo at its own resolution
 
     def trajectory_kinds(self):
         return [t.strip() for t in str(self.trajectories).split(",") if t.strip()]
@@ -111,6 +115,9 @@ class SynthParams:
             raise KdEdgeError(f"--shot-noise must be >= 0, got {self.shot_noise}")
         if self.max_side and self.max_side < self.size:
             raise KdEdgeError(f"--max-side {self.max_side} must be 0 (off) or at least --size {self.size}")
+        if self.identity_native and not (self.max_side and self.identity > 0):
+            raise KdEdgeError("--identity-native cuts the untouched pairs (--identity) from photos not shrunk by "
+                              "--max-side: it needs both")
         if not 1 <= self.jpeg_min <= 95:
             raise KdEdgeError(f"--jpeg-min must be a JPEG quality in [1, 95], got {self.jpeg_min}")
 
@@ -124,7 +131,7 @@ class SynthParams:
 
 
 CAMERA_KEYS = ("kernel_bias", "trajectories", "linear_light", "highlights", "shot_noise", "jpeg", "jpeg_min",
-               "identity", "builtin_mix", "max_side", "srgb_blur")
+               "identity", "builtin_mix", "max_side", "srgb_blur", "identity_native")
 # what ``kd-edge data synth --camera`` sets (each can still be overridden by its own option)
 CAMERA_PRESET = {"kernel_min": 1, "kernel_max": 29, "kernel_bias": 2.0, "trajectories": ",".join(TRAJECTORIES),
                  "linear_light": True, "highlights": 0.3, "shot_noise": 0.002, "noise": 0.005, "defocus": 1.0,
@@ -201,6 +208,7 @@ class _FolderSource:
         self.tiles = []  # (file index, y, x), in the coordinates of the (possibly shrunk) photo
         self.skipped = []
         self.sizes = []  # (h, w) after shrinking to max_side, or None when unreadable
+        self.native_sizes = []  # (h, w) as stored, or None when unreadable
         self.shrunk = 0
 
         for i, path in enumerate(self.files):
@@ -211,7 +219,9 @@ class _FolderSource:
             except InputFileError as exc:
                 self.skipped.append({"file": str(path.relative_to(self.root)), "reason": exc.problem})
                 self.sizes.append(None)
+                self.native_sizes.append(None)
                 continue
+            self.native_sizes.append((h, w))
             if self._shrunk_size(h, w) != (h, w):
                 h, w = self._shrunk_size(h, w)
                 self.shrunk += 1
@@ -228,7 +238,7 @@ class _FolderSource:
         if not self.tiles:
             raise InputFileError(self.root, f"no usable image of at least {size}x{size} px (use a smaller --size)")
         self.margin = margin
-        self._cache_key, self._cache_img = None, None
+        self._cache = {}  # native flag -> (file index, padded image): one decoded photo per resolution
 
     def describe(self):
         return {"kind": "folder", "path": str(self.root.resolve()), "files": len(self.files),
@@ -242,18 +252,19 @@ class _FolderSource:
         s = self.max_side / max(h, w)
         return max(1, round(h * s)), max(1, round(w * s))
 
-    def _padded(self, i):
-        if self._cache_key != i:
+    def _padded(self, i, native=False):
+        key, img = self._cache.get(native, (None, None))
+        if key != i:
             img = read_image(self.files[i]).rgb
-            h, w = self.sizes[i]  # the size the tiles were cut for
+            h, w = self.native_sizes[i] if native else self.sizes[i]  # native: as stored; else as the tiles were cut
             if img.shape[:2] != (h, w):
                 import cv2
 
                 img = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)
             m = self.margin
-            self._cache_img = np.pad(img, ((m, m), (m, m), (0, 0)), mode="symmetric")
-            self._cache_key = i
-        return self._cache_img
+            img = np.pad(img, ((m, m), (m, m), (0, 0)), mode="symmetric")
+            self._cache[native] = (i, img)
+        return img
 
     def plan(self, count, rng):
         """Which tile (or random crop) each pair uses: every tile once in random order, then random crops."""
@@ -268,14 +279,24 @@ class _FolderSource:
             plan.append((i, int(rng.integers(0, h - self.size + 1)), int(rng.integers(0, w - self.size + 1))))
         return plan
 
-    def region(self, spec, side):
+    def region(self, spec, side, native=False):
+        """The ``side`` x ``side`` region around tile ``spec``; ``native``: around the same centre in the photo
+        at its own resolution (not shrunk by max_side), recorded as ``native_x``/``native_y``."""
         i, y, x = spec
+        extra = {}
+        native = native and self.native_sizes[i] != self.sizes[i]
+        if native:
+            (h, w), (nh, nw) = self.sizes[i], self.native_sizes[i]
+            y = min(max(0, round((y + self.size / 2) * nh / h - self.size / 2)), nh - self.size)
+            x = min(max(0, round((x + self.size / 2) * nw / w - self.size / 2)), nw - self.size)
+            extra = {"native_x": int(x), "native_y": int(y)}
         pad = (side - self.size) // 2
-        img = self._padded(i)
+        img = self._padded(i, native)
         m = self.margin
         y0, x0 = y + m - pad, x + m - pad
         region = img[y0:y0 + side, x0:x0 + side]
-        return region, {"source": str(self.files[i].relative_to(self.root)), "x": int(x), "y": int(y)}
+        info = {"source": str(self.files[i].relative_to(self.root)), "x": int(spec[2]), "y": int(spec[1])}
+        return region, {**info, **extra}
 
 
 class _Sources:
@@ -289,9 +310,9 @@ class _Sources:
             return (self.folder or self.builtin).describe()
         return {**self.folder.describe(), "builtin": self.builtin.describe()}
 
-    def region(self, index, rng, side, spec):
+    def region(self, index, rng, side, spec, native=False):
         if spec is not None:
-            return self.folder.region(spec, side)
+            return self.folder.region(spec, side, native)
         return self.builtin.region(index, rng, side)
 
 
@@ -329,7 +350,7 @@ def _make_pair(index, params: SynthParams, source, spec=None):
     srgb_blur = params.srgb_blur > 0 and not untouched and rng.uniform() < params.srgb_blur
     pad = kernel.shape[0] // 2 + 1
     side = params.size + 2 * pad
-    region, info = source.region(index, rng, side, spec)
+    region, info = source.region(index, rng, side, spec, native=untouched and params.identity_native)
     sharp_full = _quantise(region)
     sharp = sharp_full[pad:-pad, pad:-pad]
     extra = {"srgb_blur": True} if srgb_blur else {}
@@ -575,7 +596,8 @@ def _blur_model(params):
     if params.jpeg:
         parts.append(f"JPEG q{params.jpeg_min}-95 with p={params.jpeg:g}")
     if params.identity:
-        parts.append(f"{params.identity:g} of pairs untouched")
+        parts.append(f"{params.identity:g} of pairs untouched" + (" (cut from the photos at their own resolution)"
+                                                                  if params.identity_native else ""))
     return ", ".join(parts)
 
 
