@@ -98,7 +98,7 @@ def configure_logging(verbose: bool):
         return
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
     # oneDNN stays on (TensorFlow's x86 default): turning it off to hide its start-up line made every training
-    # step 2.6x slower on the 2-core EPYC host (benchmarks/results/train_throughput.json)
+    # step 2.6-4.1x slower on the 2-core EPYC host (benchmarks/results/train_throughput.json)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=UserWarning,
