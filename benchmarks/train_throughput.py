@@ -45,9 +45,10 @@ def run_once(data, arch, patch, batch, threads, onednn, steps, work):
 
 
 def _synth_data(work):
+    from kd_edge.data.synth import synthesize
+
     root = Path(work) / "data"
-    subprocess.run([sys.executable, "-m", "kd_edge", "data", "synth", str(root), "--count", "48",
-                    "--size", "160", "--seed", "0"], check=True, capture_output=True, text=True)
+    synthesize(root, count=48, size=160, seed=0)
     return root
 
 

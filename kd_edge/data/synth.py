@@ -283,20 +283,18 @@ class _FolderSource:
         """The ``side`` x ``side`` region around tile ``spec``; ``native``: around the same centre in the photo
         at its own resolution (not shrunk by max_side), recorded as ``native_x``/``native_y``."""
         i, y, x = spec
-        extra = {}
+        info = {"source": str(self.files[i].relative_to(self.root)), "x": int(x), "y": int(y)}
         native = native and self.native_sizes[i] != self.sizes[i]
-        if native:
+        if native:  # the tile's centre, scaled into the photo as stored
             (h, w), (nh, nw) = self.sizes[i], self.native_sizes[i]
             y = min(max(0, round((y + self.size / 2) * nh / h - self.size / 2)), nh - self.size)
             x = min(max(0, round((x + self.size / 2) * nw / w - self.size / 2)), nw - self.size)
-            extra = {"native_x": int(x), "native_y": int(y)}
+            info.update(native_x=int(x), native_y=int(y))
         pad = (side - self.size) // 2
         img = self._padded(i, native)
         m = self.margin
         y0, x0 = y + m - pad, x + m - pad
-        region = img[y0:y0 + side, x0:x0 + side]
-        info = {"source": str(self.files[i].relative_to(self.root)), "x": int(spec[2]), "y": int(spec[1])}
-        return region, {**info, **extra}
+        return img[y0:y0 + side, x0:x0 + side], info
 
 
 class _Sources:
