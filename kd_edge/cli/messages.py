@@ -44,6 +44,8 @@ def heldout_line(best, *, what="held-out PSNR"):
     beside = [f"{label} {best[key]:.2f} dB" for label, key in shown if best.get(key) is not None]
     if best.get("crops"):
         beside.append(f"{best['crops']} held-out crops")
+    if best.get("harm_psnr") is not None:
+        beside.append(f"sharp photos kept at {best['harm_psnr']:.2f} dB")
     text = f"{what} {best['psnr']:.2f} dB at step {best.get('step')}"
     if best.get("blurred_psnr") is not None and best["psnr"] < best["blurred_psnr"]:
         text += " - BELOW the blurred input"

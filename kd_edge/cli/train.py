@@ -52,6 +52,14 @@ def common_options(fn):
                      help="Held-out images used for validation."),
         click.option("--val-crop", default=256, show_default=True, type=click.IntRange(min=8),
                      help="Center crop of each validation image (rounded down to the model stride)."),
+        click.option("--val-sharp", type=click.Path(), default=None, metavar="DIR",
+                     help="A folder of sharp photos (training-side, never a measuring set): validation also scores "
+                          "PSNR(model(sharp), sharp) on centre crops of them, and the best step must keep them "
+                          "above --val-sharp-floor (each dB short costs a dB of held-out PSNR)."),
+        click.option("--val-sharp-count", default=12, show_default=True, type=click.IntRange(min=1),
+                     help="Sharp photos used by --val-sharp (spread over the folder's sorted file list)."),
+        click.option("--val-sharp-floor", default=35.0, show_default=True, type=float, metavar="DB",
+                     help="Do-no-harm PSNR below which --val-sharp penalises a step."),
         click.option("--ckpt-every", type=click.IntRange(min=1), default=None,
                      help="Checkpoint every N steps  [default: --val-every]"),
         click.option("--keep", default=3, show_default=True, type=click.IntRange(min=1),
@@ -139,6 +147,10 @@ def _run(opts, *, method, student_arch, teacher_path=None, use_teacher=True, w_k
     arch, student_file = resolve_student(student_arch)
     run_arch = arch or str(student_file)
     _check_resume_matches(out, {"method": method, "arch": run_arch})
+    if opts["val_sharp"]:  # a wrong folder fails in one line before any model loads
+        from kd_edge.distill.harm_validation import sharp_photo_files
+
+        sharp_photo_files(opts["val_sharp"])
     root = datasets.resolve_data(opts["data"], out, synth_count=opts["synth_count"], synth_size=opts["synth_size"],
                                  seed=opts["seed"])
     try:
@@ -197,6 +209,7 @@ def _train(train, student, teacher, root, out, weights, strategy, opts, *, metho
         teacher_info=teacher_info, teacher_cache=teacher_cache,
         debug_nan_at_step=opts["debug_nan_at_step"],
         max_seconds=opts["time_budget"] * 60.0 if opts["time_budget"] else None,
+        val_sharp=opts["val_sharp"], harm_count=opts["val_sharp_count"], harm_floor=opts["val_sharp_floor"],
         run_info={"method": method, "arch": run_arch},
     )
 

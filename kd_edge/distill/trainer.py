@@ -11,7 +11,8 @@ the usual Keras callback hooks (so ``tfmot.sparsity.keras.UpdatePruningStep`` an
   (the CLI exits 130);
 - stops on a NaN/Inf loss with ``KdEdgeError`` without saving the bad state (the last good checkpoint stays);
   a checkpoint is only ever written when every student weight is finite;
-- validates PSNR/SSIM (kd_edge.metrics) every ``val_every`` steps on the held-out split, keeps the best
+- validates PSNR/SSIM (kd_edge.metrics) every ``val_every`` steps on the held-out split (with ``val_sharp``,
+  also how much the model changes sharp photos: :mod:`kd_edge.distill.harm_validation`), keeps the best
   weights in ``<out>/best`` and exports them at the end through ``kd_edge.models.save_model`` to
   ``<out>/model.keras`` (+ manifest with lineage);
 - writes TensorBoard scalars and sample images under ``<out>/tb`` and everything else (seeds, settings,
@@ -32,7 +33,7 @@ import tf_keras as keras
 
 from kd_edge import metrics
 from kd_edge.atomic import write_json
-from kd_edge.distill import datasets, summaries
+from kd_edge.distill import datasets, harm_validation, summaries
 from kd_edge.distill.distiller import Distiller
 from kd_edge.distill.losses import LossWeights
 from kd_edge.distill.strategies import is_chief, make_strategy
@@ -172,7 +173,7 @@ def train(student, *, teacher=None, data, out, steps, batch=8, patch=128, seed=0
           strategy=None, arch=None, config=None, lineage=None, extra=None, export=True, progress=True,
           resume=True, augment=True, feature_pairs=None, data_spec=None, command=None, method=None,
           teacher_info=None, run_info=None, max_seconds=None, debug_nan_at_step=None, teacher_cache=None,
-          parent=None):
+          parent=None, val_sharp=None, harm_floor=harm_validation.DEFAULT_FLOOR_DB, harm_count=12):
     """Train ``student`` for ``steps`` optimizer steps and return the path of the best model (None on a
     non-chief worker of a multi-worker strategy).
 
@@ -196,6 +197,9 @@ def train(student, *, teacher=None, data, out, steps, batch=8, patch=128, seed=0
       not with feature distillation or a multi-worker strategy.
     parent: the model this one was compressed from (or None): scored once on the same held-out crops, so
       ``train.json``'s ``best`` holds the model's PSNR/SSIM beside the parent's and the blurred input's.
+    val_sharp: a folder of sharp photos (training-side, never a measuring set): every validation also scores
+      PSNR(model(sharp), sharp) on ``harm_count`` centre crops of them, and the best step is the one with the
+      highest ``held-out PSNR - max(0, harm_floor - that PSNR)`` (:mod:`kd_edge.distill.harm_validation`).
     On return, ``student`` holds the best-by-validation weights.
     """
     out = Path(out)
@@ -243,7 +247,7 @@ def train(student, *, teacher=None, data, out, steps, batch=8, patch=128, seed=0
         optimizer = make_optimizer(lr, schedule=lr_schedule, steps=steps, warmup=warmup, clipnorm=clipnorm)
         distiller.compile(optimizer=optimizer)
         optimizer.build(distiller.trainable_student_variables())
-        best_psnr = tf.Variable(-1.0, dtype=tf.float32, trainable=False, name="best_psnr")
+        best_psnr = tf.Variable(float("-inf"), dtype=tf.float32, trainable=False, name="best_psnr")
         best_step = tf.Variable(-1, dtype=tf.int64, trainable=False, name="best_step")
     checkpoint = tf.train.Checkpoint(student=student, optimizer=optimizer, adapters=distiller.adapters,
                                      best_psnr=best_psnr, best_step=best_step)
@@ -288,6 +292,8 @@ def train(student, *, teacher=None, data, out, steps, batch=8, patch=128, seed=0
     if int(patch) % stride:
         raise KdEdgeError(f"--patch {patch} is not a multiple of the model stride {stride} (student and teacher)")
     val_set = load_validation_set(root, count=val_count, crop=val_crop, stride=stride) if chief else []
+    harm_crops = (harm_validation.load_sharp_crops(val_sharp, count=harm_count, crop=val_crop, stride=stride)
+                  if chief and val_sharp and val_set else [])
     writer = tf.summary.create_file_writer(str(out / "tb")) if chief else tf.summary.create_noop_writer()
 
     seeds = {"seed": int(seed), "tf_keras_set_random_seed": int(seed), "data_seed": data_seed}
@@ -304,7 +310,9 @@ def train(student, *, teacher=None, data, out, steps, batch=8, patch=128, seed=0
         "optimizer": {"name": "adam", "lr": float(lr), "schedule": lr_schedule, "beta_1": 0.9, "beta_2": 0.99,
                       "clipnorm": clipnorm},
         "strategy": {"name": type(strategy).__name__, "replicas": replicas},
-        "val": {"every": val_every, "count": len(val_set), "crop": val_crop, "stride": stride},
+        "val": {"every": val_every, "count": len(val_set), "crop": val_crop, "stride": stride,
+                "sharp": ({"dir": str(val_sharp), "crops": len(harm_crops), "floor_db": float(harm_floor),
+                           "files": [name for name, _ in harm_crops]} if harm_crops else None)},
         "checkpoints": {"dir": str(ckpt_dir), "every": ckpt_every, "keep": int(keep)},
     })
     info.setdefault("seeds", [])
@@ -371,16 +379,19 @@ def train(student, *, teacher=None, data, out, steps, batch=8, patch=128, seed=0
                     bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
                 last = step == steps or (max_seconds is not None and time.perf_counter() - t0 >= max_seconds)
                 if step % val_every == 0 or last:
-                    record = _validate(student, val_set, writer, step, logs)
+                    record = _validate(student, val_set, writer, step, logs, harm_crops, harm_floor)
                     if record is not None:
                         info["history"].append(record)
-                        if record["psnr"] > float(best_psnr.numpy()) and _all_finite(student.variables):
-                            best_psnr.assign(record["psnr"])
+                        # best_psnr holds the selection score: the PSNR itself without --val-sharp
+                        if record["score"] > float(best_psnr.numpy()) and _all_finite(student.variables):
+                            best_psnr.assign(record["score"])
                             best_step.assign(step)
                             best_manager.save(checkpoint_number=step)
                         if bar is not None:
+                            harm = (f"  sharp kept {record['harm_psnr']:.2f} dB" if "harm_psnr" in record else "")
                             bar.write(f"step {step}: val PSNR {record['psnr']:.2f} dB  SSIM {record['ssim']:.4f}"
-                                      f"  (best {float(best_psnr.numpy()):.2f} dB at step {int(best_step.numpy())})")
+                                      f"{harm}  (best score {float(best_psnr.numpy()):.2f} at step "
+                                      f"{int(best_step.numpy())})")
                     callback_list.on_epoch_end(step // val_every - 1, logs)
                     if step < steps:
                         callback_list.on_epoch_begin(step // val_every)
@@ -424,8 +435,8 @@ def train(student, *, teacher=None, data, out, steps, batch=8, patch=128, seed=0
     # the best-by-validation weights (final weights when there is no held-out split)
     if best_manager.latest_checkpoint:
         best_ckpt.restore(best_manager.latest_checkpoint).assert_existing_objects_matched()
-    info["best"] = ({"step": int(best_step.numpy()), "psnr": float(best_psnr.numpy()), "crops": len(val_set),
-                     **_reference_scores(val_set, parent, teacher)} if val_set else None)
+    info["best"] = (dict(_best_record(info["history"], int(best_step.numpy()), float(best_psnr.numpy())),
+                         crops=len(val_set), **_reference_scores(val_set, parent, teacher)) if val_set else None)
     result = Path(best_manager.latest_checkpoint or manager.latest_checkpoint or out)
     if export and chief:
         from kd_edge.models import save_model
@@ -485,13 +496,32 @@ def _reference_scores(val_set, parent, teacher=None):
     return scores
 
 
-def _validate(student, val_set, writer, step, logs):
+def _best_record(history, step, score):
+    """train.json's best step: its held-out PSNR (and do-no-harm PSNR, score) from the history."""
+    record = next((r for r in reversed(history) if r.get("step") == step), None)
+    if record is None:  # a run resumed from checkpoints older than the history: the score is all there is
+        return {"step": step, "psnr": score}
+    best = {"step": step, "psnr": record["psnr"]}
+    if "harm_psnr" in record:
+        best.update(harm_psnr=record["harm_psnr"], harm_min=record["harm_min"], score=record["score"])
+    return best
+
+
+def _validate(student, val_set, writer, step, logs, harm_crops=(), harm_floor=harm_validation.DEFAULT_FLOOR_DB):
     scores, outputs = evaluate(student, val_set)
     if scores is None:
         return None
+    harm = harm_validation.harm_psnr(student, harm_crops)
+    record = {"step": step, "psnr": scores["psnr"], "ssim": scores["ssim"], "loss": logs.get("loss"),
+              "score": harm_validation.selection_score(scores["psnr"], harm and harm["mean"], harm_floor)}
+    if harm is not None:
+        record.update(harm_psnr=harm["mean"], harm_min=harm["min"])
     with writer.as_default(step=step):
         summaries.scalar("val/psnr", scores["psnr"])
         summaries.scalar("val/ssim", scores["ssim"])
+        if harm is not None:
+            summaries.scalar("val/sharp_kept_psnr", harm["mean"])
+            summaries.scalar("val/score", record["score"])
         samples = []
         for (_, blur, sharp), pred in list(zip(val_set, outputs))[:3]:
             samples.append(np.concatenate([blur, pred, sharp], axis=1))  # blurred | output | sharp
@@ -500,7 +530,7 @@ def _validate(student, val_set, writer, step, logs):
             w = min(s.shape[1] for s in samples)
             summaries.images("val/blur_output_sharp", np.stack([s[:h, :w] for s in samples]), max_outputs=3)
     writer.flush()
-    return {"step": step, "psnr": scores["psnr"], "ssim": scores["ssim"], "loss": logs.get("loss")}
+    return record
 
 
 def _teacher_record(teacher, teacher_info, cache_info):
