@@ -159,3 +159,11 @@ def test_source_folder_mixed_with_builtin_images(tmp_path):
         SynthParams(trajectories="zigzag").validate()
     with pytest.raises(KdEdgeError, match="SRC_DIR"):
         synthesize(tmp_path / "x", count=4, size=32, builtin_mix=0.5)
+
+
+def test_the_recorded_blur_model_names_defocus_only_when_pairs_get_it(tmp_path):
+    options = dict(CAMERA_PRESET, kernel_min=1)
+    with_defocus = synthesize(tmp_path / "a", count=4, size=32, seed=1, **dict(options, defocus=1.0))
+    without = synthesize(tmp_path / "b", count=4, size=32, seed=1, **dict(options, defocus=0.0))
+    assert "Gaussian defocus (sigma <= 1 px)" in with_defocus["blur_model"]
+    assert "defocus" not in without["blur_model"]

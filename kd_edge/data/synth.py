@@ -583,7 +583,9 @@ def _blur_model(params):
         return ("motion kernel (Boracchi & Foi random-walk trajectory) [* Gaussian defocus], "
                 "symmetric boundary on a margin, + Gaussian noise, 8-bit PNG")
     parts = [f"kernels {params.kernel_min}-{params.kernel_max} px (size ~ U^{params.kernel_bias:g}), "
-             f"trajectories {params.trajectories}", "[* Gaussian defocus]"]
+             f"trajectories {params.trajectories}"]
+    if params.defocus:
+        parts.append(f"* Gaussian defocus (sigma <= {params.defocus:g} px)")
     if params.linear_light:
         parts.append("in linear light" + (f", highlights boosted with p={params.highlights:g}" if params.highlights
                                           else "") + (f" ({params.srgb_blur:g} of pairs in sRGB values)"
