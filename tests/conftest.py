@@ -23,6 +23,16 @@ def shared_dir():
 
 
 @pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory):
+    """A tiny synthetic DBlur set (8 pairs of 48 px, seed 0) for training tests; read only."""
+    from kd_edge.data.synth import synthesize
+
+    root = tmp_path_factory.mktemp("tinysynth") / "data"
+    synthesize(root, count=8, size=48, seed=0)
+    return root
+
+
+@pytest.fixture(scope="session")
 def kd_edge_exe():
     """The installed console script, next to the running interpreter."""
     exe = Path(sys.executable).with_name("kd-edge")

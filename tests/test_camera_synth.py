@@ -122,7 +122,7 @@ def test_identity_pairs_are_untouched_and_recorded():
 
 
 def test_camera_set_is_byte_identical_for_a_seed_and_regenerates_from_synth_json(tmp_path):
-    options = {k: v for k, v in CAMERA_PRESET.items()}
+    options = dict(CAMERA_PRESET, soft_sharp=0.5)
     a = synthesize(tmp_path / "a", count=10, size=48, seed=4, test_fraction=0.2, **options)
     synthesize(tmp_path / "b", count=10, size=48, seed=4, test_fraction=0.2, workers=2, **options)
     assert _tree_digest(tmp_path / "a") == _tree_digest(tmp_path / "b")
@@ -167,3 +167,24 @@ def test_the_recorded_blur_model_names_defocus_only_when_pairs_get_it(tmp_path):
     without = synthesize(tmp_path / "b", count=4, size=32, seed=1, **dict(options, defocus=0.0))
     assert "Gaussian defocus (sigma <= 1 px)" in with_defocus["blur_model"]
     assert "defocus" not in without["blur_model"]
+
+
+def _gradient_energy(img):
+    return float(np.mean(np.diff(img.mean(-1), axis=1) ** 2))
+
+
+def test_soft_sharp_softens_the_target_itself_and_is_recorded():
+    plain = [_pair(i, identity=1.0) for i in range(6)]
+    soft = [_pair(i, identity=1.0, soft_sharp=1.0, soft_sigma=1.5) for i in range(6)]
+    for a, b in zip(plain, soft):
+        assert "soft_sigma" not in a.info and 0.3 <= b.info["soft_sigma"] <= 1.5
+        np.testing.assert_array_equal(b.blur, b.sharp)  # an untouched pair keeps its (soft) photo as it is
+        assert _gradient_energy(b.sharp) < 0.9 * _gradient_energy(a.sharp)  # same crop, softer
+    # motion-blurred pairs blur the softened photo: the target is soft, the input softer still
+    blurred = _pair(1, kernel_min=9, kernel_max=9, soft_sharp=1.0)
+    assert _gradient_energy(blurred.blur) < _gradient_energy(blurred.sharp)
+    assert "soft_sharp" in SynthParams().camera_options()
+    with pytest.raises(KdEdgeError, match="soft-sigma"):
+        SynthParams(soft_sharp=0.5, soft_sigma=5.0).validate()
+    with pytest.raises(KdEdgeError, match="soft-sharp"):
+        SynthParams(soft_sharp=1.5).validate()

@@ -21,15 +21,6 @@ from kd_edge.models import build
 TINY = dict(batch=2, patch=32, val_count=2, val_crop=48, progress=False)
 
 
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory):
-    from kd_edge.data.synth import synthesize
-
-    root = tmp_path_factory.mktemp("tinysynth") / "data"
-    synthesize(root, count=8, size=48, seed=0)
-    return root
-
-
 def _blurred(x):
     return tf.nn.avg_pool2d(x, 3, 1, "SAME")
 

@@ -30,15 +30,6 @@ def sharp_dir(tmp_path_factory):
     return root
 
 
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory):
-    from kd_edge.data.synth import synthesize
-
-    root = tmp_path_factory.mktemp("tinysynth_harm") / "data"
-    synthesize(root, count=8, size=48, seed=0)
-    return root
-
-
 def _shift_model(offset):
     x = keras.Input((None, None, 3))
     return keras.Model(x, keras.layers.Rescaling(1.0, offset=offset)(x))

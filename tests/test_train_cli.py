@@ -10,15 +10,6 @@ import pytest
 TINY = ["--batch", "2", "--patch", "32", "--val-count", "2", "--val-crop", "48", "--no-progress"]
 
 
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory):
-    from kd_edge.data.synth import synthesize
-
-    root = tmp_path_factory.mktemp("tinysynth_cli") / "data"
-    synthesize(root, count=8, size=48, seed=0)
-    return root
-
-
 def _run(exe, *args, timeout=240):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     return subprocess.run([exe, *map(str, args)], capture_output=True, text=True, timeout=timeout, env=env)

@@ -53,6 +53,11 @@ def data():
 @click.option("--identity-native/--no-identity-native", default=None,
               help="With --max-side: cut the untouched pairs from the photos at their own resolution, so a model "
                    "also sees soft full-resolution photos it must leave alone, not only crisp shrunk ones [off].")
+@click.option("--soft-sharp", default=None, type=click.FloatRange(0.0, 1.0), metavar="F",
+              help="Share of pairs whose sharp photo is first softened by a Gaussian that stays in the target, so "
+                   "a model removes the shake but keeps a soft photo's softness [0].")
+@click.option("--soft-sigma", default=None, type=click.FloatRange(0.3, 3.0), metavar="SIGMA",
+              help="With --soft-sharp: the softening's sigma is uniform in [0.3, SIGMA] px [1.2].")
 @click.option("--defocus", default=None, type=click.FloatRange(min=0.0), metavar="SIGMA",
               help="Add Gaussian defocus, sigma uniform in [0, SIGMA] px per pair [0: none; --camera 1].")
 @click.option("--noise", default=None, type=click.FloatRange(min=0.0), metavar="SIGMA",

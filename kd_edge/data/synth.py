@@ -18,6 +18,10 @@ of the 160-px tiles of ``../shared/data/sharp`` (728 photos), and a 160-px crop 
 Shrinking also makes every tile crisper than a photo at its own resolution; ``identity_native`` cuts the untouched
 pairs around the same tile centre from the photo as stored, so that a model also sees soft, full-resolution photos
 it must leave alone. (Measured in issue 13: at 15% of pairs it did not stop a teacher from sharpening sharp photos.)
+``soft_sharp`` softens that share of sharp photos with a Gaussian before anything else and keeps the softness in
+the target, so the pair says: remove the shake, keep the lens softness that is in the scene. Issue 13 found the
+teachers sharpening sharp but soft photos (Levin's im4: 31.5 dB), which shrunk, crisp targets and Gaussian
+``defocus`` on the blurred side both teach.
 
 The camera model (all off by default, so older ``synth.json`` files regenerate the same bytes; ``--camera`` in
 the CLI turns them on, see :data:`CAMERA_PRESET`): kernel sizes from 1 px (no blur) with most mass on mild shake
@@ -79,6 +83,8 @@ class SynthParams:
     builtin_mix: float = 0.0  # with a source folder: fraction of pairs drawn from the built-in set instead
     max_side: int = 0  # with a source folder: shrink photos whose longer side exceeds this before tiling (0: off)
     identity_native: bool = False  # with max_side: untouched pairs are cut from the photo at its own resolution
+    soft_sharp: float = 0.0  # share of pairs whose sharp photo is softened first (the softness stays in the target)
+    soft_sigma: float = 1.2  # that softening: a Gaussian of sigma uniform in [SOFT_SIGMA_MIN, soft_sigma] px
 
     def trajectory_kinds(self):
         return [t.strip() for t in str(self.trajectories).split(",") if t.strip()]
@@ -104,7 +110,7 @@ class SynthParams:
                               f"got {self.trajectories!r}")
         if self.kernel_bias <= 0:
             raise KdEdgeError(f"--kernel-bias must be > 0, got {self.kernel_bias}")
-        for name in ("highlights", "srgb_blur", "jpeg", "identity", "builtin_mix"):
+        for name in ("highlights", "srgb_blur", "jpeg", "identity", "builtin_mix", "soft_sharp"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise KdEdgeError(f"--{name.replace('_', '-')} is a probability in [0, 1], got {getattr(self, name)}")
         if self.srgb_blur > 0 and not self.linear_light:
@@ -118,6 +124,8 @@ class SynthParams:
         if self.identity_native and not (self.max_side and self.identity > 0):
             raise KdEdgeError("--identity-native cuts the untouched pairs (--identity) from photos not shrunk by "
                               "--max-side: it needs both")
+        if self.soft_sharp > 0 and not SOFT_SIGMA_MIN <= self.soft_sigma <= 3.0:
+            raise KdEdgeError(f"--soft-sigma must be in [{SOFT_SIGMA_MIN}, 3] px, got {self.soft_sigma}")
         if not 1 <= self.jpeg_min <= 95:
             raise KdEdgeError(f"--jpeg-min must be a JPEG quality in [1, 95], got {self.jpeg_min}")
 
@@ -131,7 +139,8 @@ class SynthParams:
 
 
 CAMERA_KEYS = ("kernel_bias", "trajectories", "linear_light", "highlights", "shot_noise", "jpeg", "jpeg_min",
-               "identity", "builtin_mix", "max_side", "srgb_blur", "identity_native")
+               "identity", "builtin_mix", "max_side", "srgb_blur", "identity_native", "soft_sharp", "soft_sigma")
+SOFT_SIGMA_MIN = 0.3
 # what ``kd-edge data synth --camera`` sets (each can still be overridden by its own option)
 CAMERA_PRESET = {"kernel_min": 1, "kernel_max": 29, "kernel_bias": 2.0, "trajectories": ",".join(TRAJECTORIES),
                  "linear_light": True, "highlights": 0.3, "shot_noise": 0.002, "noise": 0.005, "defocus": 1.0,
@@ -334,6 +343,14 @@ def _shot_noise(lin, rng, params, extra):
     return camera.sensor_noise(lin, rng, extra["shot_noise"], 0.0)
 
 
+def _soften(region, sigma, linear_light):
+    """A lens-soft version of a sharp photo (in linear light when the set blurs there): the pair's target."""
+    if not linear_light:
+        return convolve_kernel(region.astype(np.float32), gaussian_kernel(sigma))
+    return camera.linear_to_srgb(convolve_kernel(camera.srgb_to_linear(region.astype(np.float32)),
+                                                 gaussian_kernel(sigma)))
+
+
 def _make_pair(index, params: SynthParams, source, spec=None):
     """One pair. The random draws happen in a fixed order, and an option that is off draws nothing."""
     rng = np.random.default_rng([int(params.seed), int(index)])
@@ -349,6 +366,9 @@ def _make_pair(index, params: SynthParams, source, spec=None):
     pad = kernel.shape[0] // 2 + 1
     side = params.size + 2 * pad
     region, info = source.region(index, rng, side, spec, native=untouched and params.identity_native)
+    if params.soft_sharp > 0 and rng.uniform() < params.soft_sharp:
+        info["soft_sigma"] = round(float(rng.uniform(SOFT_SIGMA_MIN, params.soft_sigma)), 4)
+        region = _soften(region, info["soft_sigma"], params.linear_light)
     sharp_full = _quantise(region)
     sharp = sharp_full[pad:-pad, pad:-pad]
     extra = {"srgb_blur": True} if srgb_blur else {}
@@ -598,6 +618,9 @@ def _blur_model(params):
     if params.identity:
         parts.append(f"{params.identity:g} of pairs untouched" + (" (cut from the photos at their own resolution)"
                                                                   if params.identity_native else ""))
+    if params.soft_sharp:
+        parts.append(f"{params.soft_sharp:g} of sharp photos softened first (Gaussian sigma {SOFT_SIGMA_MIN:g}-"
+                     f"{params.soft_sigma:g} px, kept in the target)")
     return ", ".join(parts)
 
 
