@@ -25,8 +25,8 @@ def data():
               help="Share of pairs written to test/ (the rest go to train/).")
 @click.option("--camera", is_flag=True,
               help="Realistic camera blur: the preset kernels 1-29 px biased to mild shake, all trajectories, linear "
-                   "light with highlights, shot noise, JPEG, 8% untouched pairs, 40% soft sharp photos, no defocus (each option "
-                   "below still wins).")
+                   "light with highlights, shot noise, JPEG, 8% untouched pairs, 40% soft sharp photos, no defocus "
+                   "(each option below still wins).")
 @click.option("--kernel-min", default=None, type=click.IntRange(min=1), help="Smallest kernel (px, odd; 1 = no blur) [13; --camera 1].")
 @click.option("--kernel-max", default=None, type=click.IntRange(min=1), help="Largest kernel (px, odd) [29].")
 @click.option("--kernel-bias", default=None, type=click.FloatRange(min=0.0, min_open=True), metavar="B",

@@ -11,6 +11,10 @@ PSNR(model(sharp), sharp). The best step is then chosen by
 
 so a step that keeps the sharp crops above ``floor`` (35 dB, the issue's target) is ranked by its held-out PSNR
 alone, and one below pays a dB for every dB it is short.
+
+What it sees is a model that damages crisp photos. The teachers of issue 13 sharpened *soft* sharp photos instead
+(v11 kept crisp training photos at 44 dB while Levin's soft im4 stayed at 31.5 dB); that was fixed in the data
+(``kd-edge data synth --soft-sharp``), not by selection.
 """
 
 from __future__ import annotations
