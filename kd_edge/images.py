@@ -48,6 +48,11 @@ def is_image_file(path) -> bool:
     return Path(path).suffix.lower() in IMAGE_SUFFIXES
 
 
+def image_files(folder) -> list[Path]:
+    """Every image file under ``folder`` (recursive, by suffix), in path order."""
+    return sorted(p for p in Path(folder).rglob("*") if p.is_file() and is_image_file(p))
+
+
 # ----------------------------------------------------------------------------------------------- reading
 def read_image(path) -> LoadedImage:
     """Decode ``path`` into a :class:`LoadedImage`. Raises InputFileError if it cannot be used."""

@@ -15,7 +15,7 @@ import numpy as np
 
 from kd_edge.data.dblur import HELDOUT_SPLITS, find_pairs, is_split_dir, resolve_split
 from kd_edge.errors import InputFileError, KdEdgeError
-from kd_edge.images import IMAGE_SUFFIXES, image_size, read_image
+from kd_edge.images import image_files, image_size, read_image
 
 DEFAULT_CACHE_BYTES = 2 * 1024**3
 
@@ -246,7 +246,7 @@ def _calibration_files(data_dir):
             folder = resolve_split(root, prefer=("train",)) / "blur"
         except InputFileError:
             folder = root
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    files = image_files(folder)
     if not files:
         raise InputFileError(root, "no images found for calibration")
     return files

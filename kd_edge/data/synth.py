@@ -45,7 +45,7 @@ from kd_edge.data import camera
 from kd_edge.data.kernels import TRAJECTORIES, combine, gaussian_kernel, motion_kernel, sample_kernel  # noqa: F401
 from kd_edge.data.kernels import blur as convolve_kernel
 from kd_edge.errors import InputFileError, KdEdgeError
-from kd_edge.images import IMAGE_SUFFIXES, read_image, to_uint, write_image
+from kd_edge.images import IMAGE_SUFFIXES, image_files, read_image, to_uint, write_image
 
 SYNTH_FORMAT = "kd-edge-synth"
 SYNTH_VERSION = 2  # 2: the camera-model options (a version-1 file has none of them and regenerates the same)
@@ -212,7 +212,7 @@ class _FolderSource:
         self.root = Path(src_dir)
         if not self.root.is_dir():
             raise InputFileError(self.root, "not a directory of sharp images")
-        self.files = sorted(p for p in self.root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        self.files = image_files(self.root)
         if not self.files:
             raise InputFileError(self.root, f"no images found (looked for {', '.join(IMAGE_SUFFIXES)})")
         self.size = size

@@ -8,6 +8,18 @@ SYNTH_SUMMARY_KEYS = ("format", "version", "count", "size", "seed", "test_fracti
                       "defocus", "noise", "photo_fraction", "pairs", "train", "test", "psnr_blur_vs_sharp")
 
 
+def center_crop(img, size, stride):
+    """The centre ``size`` x ``size`` of ``img`` (less for a smaller image), sides rounded down to multiples of
+    ``stride``; None when a side would be 0. Validation crops: held-out pairs and do-no-harm photos."""
+    h, w = img.shape[:2]
+    ch = min(size, h) // stride * stride
+    cw = min(size, w) // stride * stride
+    if ch == 0 or cw == 0:
+        return None
+    top, left = (h - ch) // 2, (w - cw) // 2
+    return img[top:top + ch, left:left + cw]
+
+
 def resolve_data(spec, out_dir, *, synth_count=64, synth_size=256, seed=0):
     """Return the dataset root for ``--data``: the folder itself, or ``<out>/data`` synthesised for ``synth``.
 

@@ -24,8 +24,9 @@ from pathlib import Path
 import numpy as np
 
 from kd_edge import metrics
+from kd_edge.distill.datasets import center_crop
 from kd_edge.errors import InputFileError
-from kd_edge.images import is_image_file, read_image
+from kd_edge.images import image_files, read_image
 
 DEFAULT_FLOOR_DB = 35.0
 
@@ -35,7 +36,7 @@ def sharp_photo_files(folder) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():
         raise InputFileError(folder, "--val-sharp must be a folder of sharp photos")
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and is_image_file(p))
+    files = image_files(folder)
     if not files:
         raise InputFileError(folder, "no image files (.png, .jpg, ...) under this --val-sharp folder")
     return files
@@ -49,13 +50,9 @@ def load_sharp_crops(folder, *, count=12, crop=160, stride=16) -> list[tuple[str
     picks = sorted({int(i) for i in np.linspace(0, len(files) - 1, count).round()})
     out = []
     for i in picks:
-        rgb = read_image(files[i]).rgb
-        h, w = rgb.shape[:2]
-        ch, cw = min(crop, h) // stride * stride, min(crop, w) // stride * stride
-        if ch == 0 or cw == 0:
-            continue
-        top, left = (h - ch) // 2, (w - cw) // 2
-        out.append((str(files[i].relative_to(folder)), np.ascontiguousarray(rgb[top:top + ch, left:left + cw])))
+        cut = center_crop(read_image(files[i]).rgb, crop, stride)
+        if cut is not None:
+            out.append((str(files[i].relative_to(folder)), np.ascontiguousarray(cut)))
     return out
 
 

@@ -78,16 +78,6 @@ def _all_finite(variables):
     return all(bool(np.all(np.isfinite(v.numpy()))) for v in variables)
 
 
-def _center_crop(img, size, stride):
-    h, w = img.shape[:2]
-    ch = min(size, h) // stride * stride
-    cw = min(size, w) // stride * stride
-    if ch == 0 or cw == 0:
-        return None
-    top, left = (h - ch) // 2, (w - cw) // 2
-    return img[top:top + ch, left:left + cw]
-
-
 def model_stride_of(model, default=16):
     try:
         from kd_edge.models import model_stride
@@ -111,7 +101,7 @@ def load_validation_set(root, *, count=4, crop=256, stride=16):
     for name, blur, sharp in eval_pairs(split):
         if len(out) >= count:
             break
-        b, s = _center_crop(blur, crop, stride), _center_crop(sharp, crop, stride)
+        b, s = datasets.center_crop(blur, crop, stride), datasets.center_crop(sharp, crop, stride)
         if b is not None and not np.array_equal(b, s):
             out.append((name, b.astype(np.float32), s.astype(np.float32)))
     return out
