@@ -37,29 +37,30 @@ def test_student_is_smaller_than_teacher_and_distilled_from_it():
     student = json.loads(default_model_path("student").with_suffix(".keras.json").read_text())
     teacher = json.loads(default_model_path("teacher").with_suffix(".keras.json").read_text())
     assert student["params"] < teacher["params"]
-    (distilled,) = [step for step in student["lineage"] if step["method"] == "distill"]
-    # the teacher it was distilled from is the embedded one: the same file, or the one its later rewrites came from
+    # the last distillation (a student may be distilled in stages, each from the previous student's weights) used
+    # the embedded teacher: the same file, or the one its later rewrites came from
+    distilled = [step for step in student["lineage"] if step["method"] == "distill"][-1]
     teacher_files = {teacher["sha256"]} | {step["from_sha256"] for step in teacher["lineage"]
                                            if step["method"] == "set-gate-clip"}
     assert distilled["teacher"]["sha256"] in teacher_files
 
 
-def test_default_models_have_clip_free_gates_with_unchanged_weights():
-    """The embedded files were rewritten without the gates' input clip (weights untouched, outputs identical)."""
+def test_default_models_have_clip_free_gates():
+    """The embedded gates have no input clip (it costs int8 speed): trained without one, or rewritten without it
+    with the weights untouched and the outputs identical."""
     from kd_edge.models import load_model
 
     for role in ("teacher", "student"):
         model, manifest = load_model(default_model_path(role))
         clips = {layer.clip for layer in model.layers if type(layer).__name__ == "SimpleGate"}
         assert clips == {None}, (role, clips)
-        rewrite = manifest["lineage"][-1]
-        assert rewrite["method"] == "set-gate-clip" and rewrite["keras_max_abs_diff_on_stress_inputs"] == 0.0
+        rewrites = [step for step in manifest["lineage"] if step["method"] == "set-gate-clip"]
+        assert all(step["keras_max_abs_diff_on_stress_inputs"] == 0.0 for step in rewrites), rewrites
     from kd_edge.defaults import default_qat_path
 
     qat, manifest = load_model(default_qat_path())
     config = json.dumps(qat.get_config())
     assert '"SimpleGate"' in config and '"clip": 16.0' not in config
-    assert manifest["lineage"][-1]["method"] == "set-gate-clip"
 
 
 def test_model_card_records_how_the_weights_were_made():
