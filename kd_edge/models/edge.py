@@ -25,14 +25,17 @@ Numerical safety for any input (``gate="tanh"``, ``output="bounded"``, the defau
   TANH per gate (a built-in with int8 kernels everywhere). The gate before it, ``a * sigmoid(b)`` (``gate="sigmoid"``,
   equally bounded), is mostly linear near zero and could hardly overfit 16 pairs: +1.3 dB where the tanh and
   product gates reached +5.2 and +4.8 dB in the same 800 steps (``benchmarks/results/gate_fit.json``). The
-  embedded default models keep sigmoid gates: a tanh-gate teacher trained the same way gained 2.7x more on
-  synthetic blur but no more on real photos (``benchmarks/results/realdata_tanh_defaults.json``). No input clip:
+  embedded default models use tanh gates. A tanh-gate teacher trained on the first camera-model set gained 2.7x
+  more on synthetic blur than the sigmoid one but no more on real photos
+  (``benchmarks/results/realdata_tanh_defaults.json``); once the data was fixed (no defocus, soft targets; see
+  ``kd_edge/weights/MODEL_CARD.md``) the tanh models gained on every real set. No input clip:
   the first sigmoid builds kept the product gates' clip at +-16, which lowers to int8 MINIMUM/MAXIMUM that
   LiteRT's XNNPACK delegate does not take, so the default student's full-int8 graph ran as 18 delegate partitions
   instead of 2; without the
   clip it is 13.6% faster at 2 threads (``benchmarks/int8_gate_clip.py``), with identical Keras outputs on every
-  stress input. The embedded defaults were rewritten without it, weights untouched
-  (:func:`kd_edge.models.gate_clip.rewrite_gate_clip`); models saved with a clip keep it until rewritten.
+  stress input. The sigmoid defaults were rewritten without it, weights untouched
+  (:func:`kd_edge.models.gate_clip.rewrite_gate_clip`), and today's tanh defaults were trained without it; models
+  saved with a clip keep it until rewritten.
 * the output is ``BoundedResidual``: ``x + tanh``-squashed residual that cannot leave [-0.25, 1.25]. This is a
   guarantee by construction, in float and (up to the output scale) in int8, not a property of the training data.
 * measured on the adversarial list of :mod:`kd_edge.stress_inputs` (black, white, saturated colours, hard edges,

@@ -35,8 +35,8 @@ class SimpleGate(keras.layers.Layer, PrunableLayer):
     """NAFNet's gate: split the channels into two halves ``a`` and ``b`` and combine them (C -> C/2).
 
     ``mode="product"`` is NAFNet's SimpleGate ``a * b``; ``mode="tanh"`` is the bounded gate ``a * tanh(b)`` that
-    the current zoo builds; ``mode="sigmoid"`` is the bounded gate ``a * sigmoid(b)`` (a GLU) of the embedded default
-    models (see :mod:`kd_edge.models.edge` for the measurements behind the choice). The inputs are first clipped to
+    the current zoo builds and the embedded default models use; ``mode="sigmoid"`` is the bounded gate
+    ``a * sigmoid(b)`` (a GLU) of the previous default models (see :mod:`kd_edge.models.edge` for the measurements behind the choice). The inputs are first clipped to
     [-clip, clip] when ``clip`` is set.
 
     Why the product gate was replaced: without a normalisation layer it is quadratic, and chained gates run
