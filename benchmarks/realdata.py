@@ -17,6 +17,10 @@ model the JSON records:
 * do no harm: PSNR(model(sharp), sharp) on the distinct sharp halves of all pairs (mean, min, per image);
 * raw output range (before any clip) on the adversarial inputs of ``kd_edge.stress_inputs`` and on every real
   photo run here (blurred and sharp halves, photos without ground truth);
+* grid artefacts: the stride-locked lattice the model adds (``kd_edge.grid_artifacts``, 8-bit levels) on the
+  noisy saturated fields of ``kd_edge.stress_inputs``, on 16 blurred synthetic scenes and on every real photo, worst
+  and per input, ``clean`` when below 4 levels everywhere (a check beside the targets: PSNR and do no harm did not
+  see the lattice);
 * timing (load, inference, MPix/s), the model's sha256, whether it was verified, and the host's CPU flags;
 * the issue's targets as booleans: gain >= +1.0 dB on every set, worse than the input on <= 10% of all images,
   do no harm >= 35 dB on every sharp photo (min), raw output within [-0.25, 1.25] on every input.
@@ -53,6 +57,8 @@ DEFAULT_TILE = 256
 DEFAULT_OVERLAP = 32
 WHOLE_MAX_PIXELS = 1280 * 720
 STRESS_SIZE = 64
+FIELD_SIZE = 128
+PROBE_SCENES = 16
 TARGET_TEXT = {
     "gain_ge_1db_every_set": f"mean gain over the blurred input >= +{GAIN_TARGET_DB} dB on every paired set",
     "worse_le_10pct_of_images": f"output PSNR below the blurred input's on <= {WORSE_MAX_FRACTION:.0%} of all images",
@@ -130,6 +136,20 @@ class ModelRunner:
         return out
 
 
+    @property
+    def grid_period(self) -> int:
+        """The period a lattice of this model would have: its stride (8 when it reports none)."""
+        from kd_edge.grid_artifacts import DEFAULT_PERIOD
+
+        return self.stride if self.stride > 1 else DEFAULT_PERIOD
+
+    def added_grid(self, image, output) -> float:
+        """kd_edge.grid_artifacts.added_grid in 8-bit levels, at this model's period."""
+        from kd_edge.grid_artifacts import added_grid
+
+        return round(added_grid(image, output, self.grid_period)["levels"], 3)
+
+
 def _range(values):
     return {"min": float(min(v[0] for v in values)), "max": float(max(v[1] for v in values))} if values else None
 
@@ -165,6 +185,7 @@ def score_sets(runner, root, *, align, limit=None, log=print):
             record = {"file": pair.name, "height": int(blur.shape[0]), "width": int(blur.shape[1]),
                       "blurred": before, "output": after, "gain_db": after["psnr"] - before["psnr"],
                       "worse": bool(after["psnr"] < before["psnr"]),
+                      "added_grid_levels": runner.added_grid(blur, out),
                       "raw_min": float(raw.min()), "raw_max": float(raw.max()), "seconds": round(seconds, 4)}
             if radius:
                 record["unshifted"] = {"blurred_psnr": psnr(blur, sharp), "output_psnr": psnr(out, sharp)}
@@ -215,6 +236,7 @@ def do_no_harm(runner, sharp_seen):
     for digest, (label, sharp) in sharp_seen.items():
         raw = runner.raw(sharp)
         records.append({"image": label, "sha256": digest, "psnr": psnr(np.clip(raw, 0.0, 1.0), sharp),
+                        "added_grid_levels": runner.added_grid(sharp, raw),
                         "raw_min": float(raw.min()), "raw_max": float(raw.max())})
     if not records:
         return None
@@ -253,6 +275,40 @@ def raw_ranges(runner, root, stress_size, sets, harm):
     return {"allowed": list(RAW_RANGE), "stress_size": size, "synthetic": synthetic, "synthetic_range": synth_range,
             "real_photos": {"count": len(real), "unpaired_count": len(unpaired), "range": real_range},
             "range": both, "within_allowed": _within(both)}
+
+
+def grid_artifacts(runner, sets, harm, field_size=FIELD_SIZE):
+    """The stride-locked lattice a model adds (``kd_edge.grid_artifacts``, 8-bit levels): on the noisy saturated
+    fields of ``kd_edge.stress_inputs``, on blurred synthetic scenes (flat shapes with noise, as the converters'
+    parity probes) and on every real photo scored here (blurred inputs and sharp halves)."""
+    from kd_edge.grid_artifacts import VISIBLE_LEVELS, summarize
+    from kd_edge.stress_inputs import noisy_saturated_fields
+
+    fixed = runner.runtime.input_size
+    multiple = math.lcm(8, runner.stride, 2 * runner.grid_period)
+    size = -(-int(field_size) // multiple) * multiple
+    if fixed is not None and fixed[0] == fixed[1] and int(fixed[0]) % multiple == 0:
+        size = int(fixed[0])
+    fields = {}
+    for name, image in noisy_saturated_fields(size, runner.stride):
+        fields[name] = runner.added_grid(image, runner.raw(image))
+    from kd_edge.converters.parity import PROBE_SEED, synthetic_blurred
+
+    scenes = [runner.added_grid(image, runner.raw(image))  # the seed of the parity probes: their scenes come first
+              for image in synthetic_blurred(PROBE_SCENES, 2 * size, seed=PROBE_SEED)]
+    photos = [r["added_grid_levels"] for s in sets.values() for r in s["per_image"]]
+    photos += [r["added_grid_levels"] for r in (harm or {}).get("per_image", [])]
+    field_summary = summarize([{"levels": v} for v in fields.values()])
+    scene_summary = summarize([{"levels": v} for v in scenes])
+    photo_summary = summarize([{"levels": v} for v in photos])
+    worst = max(s.get("worst_levels", 0.0) for s in (field_summary, scene_summary, photo_summary))
+    return {"period": runner.grid_period, "field_size": size, "visible_threshold_levels": VISIBLE_LEVELS,
+            "saturated_fields": {**field_summary, "per_input": fields},
+            "synthetic_scenes": {**scene_summary, "per_input": scenes, "size": 2 * size, "seed": PROBE_SEED,
+                                 "generator": "kd_edge.converters.parity.synthetic_blurred (the parity probes' kind)"},
+            "real_photos": photo_summary, "worst_levels": worst, "clean": bool(worst < VISIBLE_LEVELS),
+            "definition": "largest increase, input to output, of the pattern repeating every <period> px, over "
+                          "64-px tiles and channels, in 8-bit levels (kd_edge.grid_artifacts.added_grid)"}
 
 
 def targets(sets, harm, raw):
@@ -299,13 +355,15 @@ def benchmark_model(path, name, root, *, align, threads=None, tile=DEFAULT_TILE,
     sets, sharp_seen = score_sets(runner, root, align=align, limit=limit, log=log)
     harm = do_no_harm(runner, sharp_seen)
     raw = raw_ranges(runner, root, stress_size, sets, harm)
+    grid = grid_artifacts(runner, sets, harm)
     manifest = runtime.manifest or {}
     return {
         "name": name, "path": str(path), "kind": runtime.kind, "target": manifest.get("target"),
         "arch": manifest.get("arch") or (manifest.get("source_model") or {}).get("arch"),
         "sha256": sha, "verified": verified, "input_size": list(runtime.input_size) if runtime.input_size else None,
         "stride": runner.stride, "run_mode": sorted(runner.modes),
-        "sets": sets, "do_no_harm": harm, "raw_output": raw, "targets": targets(sets, harm, raw),
+        "sets": sets, "do_no_harm": harm, "raw_output": raw, "grid_artifacts": grid,
+        "targets": targets(sets, harm, raw),
         "timing": {"load_s": round(load_s, 3), "inference_s": round(runner.seconds, 3),
                    "megapixels": round(runner.pixels / 1e6, 3),
                    "mpix_per_s": round(runner.pixels / 1e6 / runner.seconds, 3) if runner.seconds else None,
@@ -346,6 +404,15 @@ def table(models) -> str:
         lines.append(f"  raw output: stress inputs {synth['min']:.3f}..{synth['max']:.3f}, "
                      f"real photos {real['min']:.3f}..{real['max']:.3f} (allowed {RAW_RANGE[0]}..{RAW_RANGE[1]})"
                      if real else f"  raw output: stress inputs {synth['min']:.3f}..{synth['max']:.3f}")
+        g = m.get("grid_artifacts")
+        if g:
+            f, p = g["saturated_fields"], g["real_photos"]
+            worst_field = max(f["per_input"], key=f["per_input"].get) if f.get("per_input") else "-"
+            lines.append(f"  grid artefacts ({g['period']}-px lattice added, 8-bit levels): noisy saturated fields "
+                         f"worst {f.get('worst_levels', 0):.1f} ({worst_field}), synthetic scenes worst "
+                         f"{g['synthetic_scenes'].get('worst_levels', 0):.1f}, real photos worst "
+                         f"{p.get('worst_levels', 0):.1f}; {'clean' if g['clean'] else 'VISIBLE'} "
+                         f"(threshold {g['visible_threshold_levels']:g})")
         t = m["timing"]
         lines.append(f"  time: {t['inference_s']:.1f} s inference for {t['megapixels']:.1f} MPix "
                      f"({t['mpix_per_s']} MPix/s), load {t['load_s']:.1f} s")

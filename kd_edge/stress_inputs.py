@@ -69,6 +69,32 @@ def stress_inputs(size: int = 64, stride: int = 1) -> list[tuple[str, np.ndarray
     return images
 
 
+FIELD_COLOURS = {**SATURATED, "deep_violet": (0.55, 0.1, 0.7), "neon_green": (0.17, 0.93, 0.1),
+                 "orange": (1.0, 0.5, 0.0), "azure": (0.0, 0.5, 1.0)}
+FIELD_NOISE = 0.02  # Gaussian sigma before the clip, then a Gaussian blur of FIELD_BLUR px: a noisy, soft photo area
+FIELD_BLUR = 1.0
+
+
+def noisy_saturated_fields(size: int = 128, stride: int = 1) -> list[tuple[str, np.ndarray]]:
+    """[(name, image)]: flat fields of saturated colours (a channel at 0 or 1) with sensor-like noise clipped at the
+    gamut's bounds, softened and stored in 8 bits, as a clipped sky or a neon sign in a photo. A model must leave
+    them flat: the v13 default student drew an 8-px lattice of 101 grey levels (8-bit) over cyan, the v14
+    candidate teacher 110 over green (``kd_edge.grid_artifacts``; PSNR on real photos saw nothing). ``size`` must be a multiple of 8 and of ``stride``."""
+    import cv2
+
+    size = int(size)
+    multiple = _multiple(stride)
+    if size < multiple or size % multiple:
+        raise KdEdgeError(f"noisy_saturated_fields: size {size} must be a positive multiple of {multiple}")
+    rng = np.random.default_rng(NOISE_SEED + 1)
+    images = []
+    for name, rgb in FIELD_COLOURS.items():
+        field = np.asarray(rgb, np.float32) + rng.normal(0.0, FIELD_NOISE, (size, size, 3)).astype(np.float32)
+        field = cv2.GaussianBlur(np.clip(field, 0.0, 1.0), (0, 0), FIELD_BLUR, borderType=cv2.BORDER_REFLECT)
+        images.append((f"noisy_{name}", (np.round(np.clip(field, 0.0, 1.0) * 255.0) / 255.0).astype(np.float32)))
+    return images
+
+
 def centre_crop_to_multiple(image, multiple: int, max_side: int | None = None):
     """The centred crop of ``image`` whose sides are the largest multiples of ``multiple`` that fit (and at most
     ``max_side``, rounded down to a multiple); KdEdgeError if the image is smaller than ``multiple``."""

@@ -188,3 +188,35 @@ def test_soft_sharp_softens_the_target_itself_and_is_recorded():
         SynthParams(soft_sharp=0.5, soft_sigma=5.0).validate()
     with pytest.raises(KdEdgeError, match="soft-sharp"):
         SynthParams(soft_sharp=1.5).validate()
+
+
+def test_saturated_share_draws_saturated_dead_leaves_with_clipped_noise():
+    pairs = [_pair(i, saturated=0.5, noise=0.02, kernel_min=5, kernel_max=5) for i in range(16)]
+    chosen = [p for p in pairs if p.info["source"] == "dead_leaves_saturated"]
+    assert 3 <= len(chosen) <= 13
+    for p in chosen:
+        at_bound = (p.sharp <= 0.0) | (p.sharp >= 1.0)
+        assert at_bound.any(axis=-1).mean() > 0.5  # most pixels have a channel at 0 or 1
+        # the sensor noise is clipped there, as on a clipped sky: the blurred side is not the sharp one
+        assert psnr(p.blur, p.sharp) < 45.0
+    plain = [_pair(i, noise=0.02, kernel_min=5, kernel_max=5) for i in range(16)]
+    assert all(p.info["source"] != "dead_leaves_saturated" for p in plain)
+    # an option that is off draws nothing: the plain pairs are those of a set made before the option existed
+    for a, b in zip(plain, pairs):
+        if b.info["source"] != "dead_leaves_saturated":
+            assert a.info["source"] == b.info["source"]
+    assert SynthParams().camera_options()["saturated"] == 0.0
+    with pytest.raises(KdEdgeError, match="saturated"):
+        SynthParams(saturated=1.5).validate()
+
+
+def test_saturated_palette_colours_sit_on_the_gamut_faces():
+    from kd_edge.data.dead_leaves import dead_leaves
+
+    rng = np.random.default_rng(0)
+    natural = dead_leaves(rng, 96)
+    saturated = dead_leaves(np.random.default_rng(0), 96, palette="saturated")
+    bound = lambda img: ((img <= 0.0) | (img >= 1.0)).any(axis=-1).mean()  # noqa: E731
+    assert bound(saturated) > 0.5 > bound(natural)
+    with pytest.raises(ValueError, match="palette"):
+        dead_leaves(rng, 32, palette="neon")

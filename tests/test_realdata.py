@@ -104,7 +104,7 @@ def test_json_schema_and_host_facts(doc):
                                               "do_no_harm_ge_35db", "raw_output_within_range"}
     for model in doc["models"]:
         for key in ("name", "path", "kind", "sha256", "verified", "stride", "sets", "do_no_harm", "raw_output",
-                    "targets", "timing", "run_mode"):
+                    "grid_artifacts", "targets", "timing", "run_mode"):
             assert key in model, key
         for s in model["sets"].values():
             for key in ("images", "blurred_psnr_mean", "output_psnr_mean", "blurred_ssim_mean", "output_ssim_mean",
@@ -159,6 +159,11 @@ def test_near_identity_edge_tiny_does_no_harm_and_stays_in_range(setup, doc):
     assert raw["within_allowed"] is True and raw["real_photos"]["count"] == 5 + 4 + 1
     assert tiny["targets"]["do_no_harm_ge_35db"] is True and tiny["targets"]["raw_output_within_range"] is True
     assert tiny["targets"]["all"] is False  # a near-identity gains nothing, so it cannot gain +1 dB
+    # an untrained U-Net's pixel shuffles turn its biases into a 4-px lattice of a few levels: measured, not judged
+    grid = tiny["grid_artifacts"]
+    assert grid["period"] == 4 and grid["real_photos"]["images"] == 5 + 4
+    assert grid["saturated_fields"]["images"] == 10 and grid["synthetic_scenes"]["images"] == 16
+    assert all("added_grid_levels" in r for s in tiny["sets"].values() for r in s["per_image"])
 
 
 def test_a_harmful_model_fails_every_target(doc):

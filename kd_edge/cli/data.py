@@ -59,6 +59,9 @@ def data():
                    "a model removes the shake but keeps a soft photo's softness [0; --camera 0.4].")
 @click.option("--soft-sigma", default=None, type=click.FloatRange(0.3, 3.0), metavar="SIGMA",
               help="With --soft-sharp: the softening's sigma is uniform in [0.3, SIGMA] px [1.2].")
+@click.option("--saturated", default=None, type=click.FloatRange(0.0, 1.0), metavar="F",
+              help="Share of pairs whose sharp image is dead leaves in saturated colours (a channel at 0 or 1, wide "
+                   "flat regions), so a model sees noisy, clipped saturated areas and leaves them flat [0].")
 @click.option("--defocus", default=None, type=click.FloatRange(min=0.0), metavar="SIGMA",
               help="Add Gaussian defocus, sigma uniform in [0, SIGMA] px per pair, as blur to remove [0: none]. "
                    "Measured in issue 13: it teaches a model to sharpen soft sharp photos.")

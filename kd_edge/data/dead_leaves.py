@@ -10,8 +10,21 @@ from __future__ import annotations
 import numpy as np
 
 
-def dead_leaves(rng, size, *, width=None, discs=None, r_min=None, r_max=None, texture=True):
-    """A float32 HxWx3 image in [0,1] (H = ``size``, W = ``width`` or ``size``)."""
+PALETTES = ("natural", "saturated")
+
+
+def dead_leaves(rng, size, *, width=None, discs=None, r_min=None, r_max=None, texture=True, palette="natural"):
+    """A float32 HxWx3 image in [0,1] (H = ``size``, W = ``width`` or ``size``).
+
+    ``palette="natural"``: mostly desaturated colours, as in natural images. ``"saturated"``: every colour has at
+    least one channel at 0 or 1 (pure primaries, secondaries, neon and deep tones) and the discs are large, so the
+    image holds wide flat regions on the gamut's faces; after sensor noise and 8-bit clipping those are the inputs
+    on which models never trained on them drew a stride-locked lattice (``kd_edge.grid_artifacts``)."""
+    if palette not in PALETTES:
+        raise ValueError(f"palette must be one of {', '.join(PALETTES)}, got {palette!r}")
+    if palette == "saturated":  # large discs: wide flat regions
+        longest = max(int(size), int(width or size), 16)
+        r_min, r_max = r_min or longest / 12.0, r_max or longest / 1.5
     import cv2
 
     h, w = int(size), int(width or size)
@@ -30,7 +43,7 @@ def dead_leaves(rng, size, *, width=None, discs=None, r_min=None, r_max=None, te
     cx, cy, rr = centres[:, 0].astype(int).tolist(), centres[:, 1].astype(int).tolist(), np.maximum(1, radii.astype(int)).tolist()
     for i in range(n):
         cv2.circle(labels, (cx[i], cy[i]), rr[i], i, thickness=-1)
-    colours = _colours(rng, n + 1)
+    colours = _colours(rng, n + 1) if palette == "natural" else _saturated_colours(rng, n + 1)
     if texture:
         # per-disc shading gradient, evaluated at twice the resolution so edges stay antialiased
         gx = rng.normal(0, 0.3, n + 1).astype(np.float32)
@@ -66,6 +79,16 @@ def _colours(rng, n):
     sat = rng.uniform(0, 0.35, n) ** 1.5 * 2.0
     rgb = lum[:, None] + sat[:, None] * hue_dir * 0.25
     return np.clip(rgb, 0.0, 1.0).astype(np.float32)
+
+
+def _saturated_colours(rng, n):
+    """Colours on the faces of the RGB cube: each channel is 0 or 1 with probability 0.6, else uniform; at least one
+    channel is at a bound."""
+    rgb = rng.uniform(0, 1, (n, 3))
+    pinned = rng.uniform(size=(n, 3)) < 0.6
+    pinned[np.arange(n), rng.integers(0, 3, n)] = True
+    rgb = np.where(pinned, (rng.uniform(size=(n, 3)) < 0.5).astype(np.float64), rgb)
+    return rgb.astype(np.float32)
 
 
 def _noise_field(rng, h, w):

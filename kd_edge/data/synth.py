@@ -85,6 +85,7 @@ class SynthParams:
     identity_native: bool = False  # with max_side: untouched pairs are cut from the photo at its own resolution
     soft_sharp: float = 0.0  # share of pairs whose sharp photo is softened first (the softness stays in the target)
     soft_sigma: float = 1.2  # that softening: a Gaussian of sigma uniform in [SOFT_SIGMA_MIN, soft_sigma] px
+    saturated: float = 0.0  # share of pairs whose sharp image is saturated dead leaves (colours on the gamut's faces)
 
     def trajectory_kinds(self):
         return [t.strip() for t in str(self.trajectories).split(",") if t.strip()]
@@ -110,7 +111,7 @@ class SynthParams:
                               f"got {self.trajectories!r}")
         if self.kernel_bias <= 0:
             raise KdEdgeError(f"--kernel-bias must be > 0, got {self.kernel_bias}")
-        for name in ("highlights", "srgb_blur", "jpeg", "identity", "builtin_mix", "soft_sharp"):
+        for name in ("highlights", "srgb_blur", "jpeg", "identity", "builtin_mix", "soft_sharp", "saturated"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise KdEdgeError(f"--{name.replace('_', '-')} is a probability in [0, 1], got {getattr(self, name)}")
         if self.srgb_blur > 0 and not self.linear_light:
@@ -139,7 +140,8 @@ class SynthParams:
 
 
 CAMERA_KEYS = ("kernel_bias", "trajectories", "linear_light", "highlights", "shot_noise", "jpeg", "jpeg_min",
-               "identity", "builtin_mix", "max_side", "srgb_blur", "identity_native", "soft_sharp", "soft_sigma")
+               "identity", "builtin_mix", "max_side", "srgb_blur", "identity_native", "soft_sharp", "soft_sigma",
+               "saturated")
 SOFT_SIGMA_MIN = 0.3
 # what ``kd-edge data synth --camera`` sets (each can still be overridden by its own option). No Gaussian defocus
 # on the blurred side and 40% of sharp photos softened in the target (issue 13, teachers v8-v12): defocus pairs and
@@ -369,6 +371,10 @@ def _make_pair(index, params: SynthParams, source, spec=None):
     pad = kernel.shape[0] // 2 + 1
     side = params.size + 2 * pad
     region, info = source.region(index, rng, side, spec, native=untouched and params.identity_native)
+    if params.saturated > 0 and rng.uniform() < params.saturated:
+        from kd_edge.data.dead_leaves import dead_leaves
+
+        region, info = dead_leaves(rng, side, palette="saturated"), {"source": "dead_leaves_saturated"}
     if params.soft_sharp > 0 and rng.uniform() < params.soft_sharp:
         info["soft_sigma"] = round(float(rng.uniform(SOFT_SIGMA_MIN, params.soft_sigma)), 4)
         region = _soften(region, info["soft_sigma"], params.linear_light)
@@ -624,6 +630,8 @@ def _blur_model(params):
     if params.soft_sharp:
         parts.append(f"{params.soft_sharp:g} of sharp photos softened first (Gaussian sigma {SOFT_SIGMA_MIN:g}-"
                      f"{params.soft_sigma:g} px, kept in the target)")
+    if params.saturated:
+        parts.append(f"{params.saturated:g} of sharp images saturated dead leaves (colours on the gamut's faces)")
     return ", ".join(parts)
 
 
