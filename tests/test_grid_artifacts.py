@@ -116,3 +116,22 @@ def test_the_real_data_check_catches_a_model_that_paints_a_lattice(tmp_path):
     assert set(painted["saturated_fields"]["per_input"]) >= {"noisy_cyan", "noisy_green", "noisy_red"}
     # on a saturated field the lattice is clipped where the field is at 0 or 1, but still plain
     assert painted["saturated_fields"]["worst_levels"] > VISIBLE_LEVELS
+
+
+def test_grid_check_script_writes_json_per_model(tmp_path, capsys):
+    from kd_edge.benchmarks import grid_check
+
+    identity = identity_model(tmp_path / "identity.keras")
+    painter = lattice_painter(tmp_path / "painter.keras", 8.0)
+    out = tmp_path / "grid.json"
+    assert grid_check.main([str(identity), str(painter), "--names", "identity,painter", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "identity: 8-px lattice" in printed and "clean" in printed and "VISIBLE" in printed
+    import json
+
+    doc = json.loads(out.read_text())
+    assert doc["format"] == "kd-edge-grid-check/1" and "isa_flags" in doc["host"]
+    by_name = {m["name"]: m for m in doc["models"]}
+    assert by_name["identity"]["grid_artifacts"]["clean"] is True
+    assert by_name["painter"]["grid_artifacts"]["clean"] is False and by_name["painter"]["verified"] is True
+    assert "real_photos" not in by_name["painter"]["grid_artifacts"]
