@@ -118,3 +118,18 @@ def test_default_student_does_no_harm_to_sharp_real_photos(default_student):
         out = np.clip(default_student.predict(image[None], verbose=0)[0], 0.0, 1.0)
         scores[name] = float(psnr(out, image))
     assert min(scores.values()) >= 35.0, sorted(scores.items(), key=lambda kv: kv[1])[:5]
+
+
+@pytest.mark.parametrize("role", ["student", "teacher"])
+def test_default_models_leave_noisy_saturated_areas_without_a_lattice(role):
+    """Issue 13: the v13 defaults drew an 8-px lattice of ~100 grey levels over a noisy, clipped cyan field (a blown
+    sky, a neon sign) that no PSNR figure showed; the defaults now trained with --saturated must not."""
+    from kd_edge.benchmarks import realdata
+    from kd_edge.grid_artifacts import VISIBLE_LEVELS
+
+    runtime, _, verified = realdata.load_runtime(default_model_path(role))
+    grid = realdata.grid_artifacts(realdata.ModelRunner(runtime), {}, None)
+    assert verified and grid["period"] == 8
+    fields = grid["saturated_fields"]["per_input"]
+    assert len(fields) == 10 and max(fields.values()) < VISIBLE_LEVELS, fields
+    assert grid["synthetic_scenes"]["worst_levels"] < VISIBLE_LEVELS, grid["synthetic_scenes"]
