@@ -32,7 +32,8 @@ def check_model(path, name, threads=None) -> dict:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="grid_check", description=__doc__.split("\n")[0])
-    parser.add_argument("models", nargs="*", metavar="MODEL", help=".keras, .tflite or .onnx (default: embedded student)")
+    parser.add_argument("models", nargs="*", metavar="MODEL",
+                        help=".keras, .tflite or .onnx (default: embedded student)")
     parser.add_argument("--names", default=None, help="comma-separated display names, one per MODEL")
     parser.add_argument("--threads", type=int, default=None, help="threads for LiteRT / ONNX Runtime")
     parser.add_argument("--note", default="", help="what the models are (recorded in the JSON)")

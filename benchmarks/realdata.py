@@ -135,7 +135,6 @@ class ModelRunner:
             raise KdEdgeError(f"{self.runtime.path.name}: NaN or infinite output on a {w}x{h} image")
         return out
 
-
     @property
     def grid_period(self) -> int:
         """The period a lattice of this model would have: its stride (8 when it reports none)."""

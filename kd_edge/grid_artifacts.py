@@ -122,8 +122,8 @@ def added_grid(inputs: np.ndarray, outputs: np.ndarray, period: int = DEFAULT_PE
                tile: int = DEFAULT_TILE) -> dict:
     """The worst increase of the stride-locked pattern from ``inputs`` to ``outputs`` (same HxWxC), in 8-bit levels.
 
-    Returns {"levels", "y", "x", "channel", "tiles"}; levels is 0.0 when no tile gained a lattice (or the image is
-    smaller than two periods)."""
+    Returns {"levels", "y", "x", "channel", "tiles", "period"}; levels is 0.0 when no tile gained a lattice (or the
+    image is smaller than one tile of 2 x SUB_CELLS periods, 32 px at period 8)."""
     inputs, outputs = np.asarray(inputs, np.float64), np.asarray(outputs, np.float64)
     if inputs.shape != outputs.shape:
         raise ValueError(f"input {inputs.shape} and output {outputs.shape} differ in shape")

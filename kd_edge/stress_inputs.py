@@ -79,7 +79,8 @@ def noisy_saturated_fields(size: int = 128, stride: int = 1) -> list[tuple[str, 
     """[(name, image)]: flat fields of saturated colours (a channel at 0 or 1) with sensor-like noise clipped at the
     gamut's bounds, softened and stored in 8 bits, as a clipped sky or a neon sign in a photo. A model must leave
     them flat: the v13 default student drew an 8-px lattice of 101 grey levels (8-bit) over cyan, the v14
-    candidate teacher 110 over green (``kd_edge.grid_artifacts``; PSNR on real photos saw nothing). ``size`` must be a multiple of 8 and of ``stride``."""
+    candidate teacher 110 over green (``kd_edge.grid_artifacts``; PSNR on real photos saw nothing). ``size`` must
+    be a multiple of 8 and of ``stride``."""
     import cv2
 
     size = int(size)
