@@ -135,3 +135,21 @@ def test_grid_check_script_writes_json_per_model(tmp_path, capsys):
     assert by_name["identity"]["grid_artifacts"]["clean"] is True
     assert by_name["painter"]["grid_artifacts"]["clean"] is False and by_name["painter"]["verified"] is True
     assert "real_photos" not in by_name["painter"]["grid_artifacts"]
+
+
+def test_kd_edge_eval_reports_the_lattice_per_model(tmp_path):
+    from kd_edge.data.synth import synthesize
+    from kd_edge.report import stats
+    from kd_edge.report.evaluate import csv_rows, evaluate
+
+    synthesize(tmp_path / "set", count=4, size=128, seed=1, test_fraction=0.5)
+    identity = identity_model(tmp_path / "identity.keras")
+    painter = lattice_painter(tmp_path / "painter.keras", 8.0)
+    result = evaluate(tmp_path / "set", [identity, painter], names=["identity", "painter"], baselines=False,
+                      samples=0, progress=False)
+    grid = stats.grid_artifacts(result)
+    assert grid["identity"]["worst"] == 0.0 and grid["identity"]["period"] == 8
+    assert grid["painter"]["worst"] == pytest.approx(8.0, rel=0.35) and grid["painter"]["visible"] == 2
+    header, rows = csv_rows(result)
+    assert header[-2:] == ["identity_added_grid_levels", "painter_added_grid_levels"] and len(rows) == 2
+    assert stats.summarize(result)["grid_artifacts"] == grid

@@ -92,5 +92,8 @@ def _print_summary(result, out_dir, written):
     for name, values in stats.do_no_harm(result).items():
         click.echo(f"  {name:<{width}}  do no harm: PSNR(model(sharp), sharp) mean {values['mean']:.2f} dB, "
                    f"min {values['min']:.2f} dB")
+    for name, g in stats.grid_artifacts(result).items():
+        click.echo(f"  {name:<{width}}  grid artefacts: worst {g['worst']:.1f} levels added "
+                   f"({g['period']}-px lattice; {g['visible']} of {g['n']} images at or above the visible line)")
     click.echo(f"Report: {Path(out_dir) / 'report.html'} (and report.md, per_image.csv, summary.json, "
                f"{sum(1 for n in written if n.endswith('.png'))} PNG figures)")

@@ -9,6 +9,7 @@ import math
 from dataclasses import dataclass, field
 
 from kd_edge import __version__
+from kd_edge.grid_artifacts import VISIBLE_LEVELS
 from kd_edge.report import baselines as classical
 from kd_edge.report.evaluate import BLURRED
 
@@ -127,6 +128,15 @@ def build(result, summary, figures, cost=None, reference=None, csv_name="per_ima
         blocks.append(Block("table", header=["Model", "do no harm mean (dB)", "median", "min", "images"],
                             rows=[[name, fmt(h["mean"]), fmt(h["median"]), fmt(h["min"]), str(h["n"])]
                                   for name, h in harm.items()]))
+    grid = summary.get("grid_artifacts") or {}
+    if grid:
+        blocks.append(Block("p", "**Grid artefacts**: the lattice locked to the model's stride that it added to each "
+                                 "image (8-bit grey levels, `kd_edge.grid_artifacts`; PSNR does not show it). At or "
+                                 f"above {VISIBLE_LEVELS:g} levels it is plain to see."))
+        blocks.append(Block("table", header=["Model", "period (px)", "worst (levels)", "median", "images at or above "
+                                             f"{VISIBLE_LEVELS:g}", "images"],
+                            rows=[[name, str(g["period"]), fmt(g["worst"], 1), fmt(g["median"], 1), str(g["visible"]),
+                                   str(g["n"])] for name, g in grid.items()]))
 
     # 1.2 Distributions
     blocks.append(Block("h", "1.2 Distribution analysis", level=3))

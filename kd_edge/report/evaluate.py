@@ -15,6 +15,7 @@ import numpy as np
 from kd_edge import metrics
 from kd_edge.data.pipeline import heldout_split
 from kd_edge.errors import InputFileError, KdEdgeError
+from kd_edge.grid_artifacts import added_grid
 
 BLURRED = "blurred"
 DEFAULT_SAMPLES = 2
@@ -62,6 +63,8 @@ class EvalResult:
     notes: list = field(default_factory=list)
     align: int = 0               # shift search radius used for scoring (0: none)
     do_no_harm: dict = field(default_factory=dict)  # model -> PSNR(model(sharp), sharp) per image (NaN: not run)
+    grid: dict = field(default_factory=dict)  # model -> stride-locked lattice added per image, 8-bit levels
+    grid_period: dict = field(default_factory=dict)  # model -> the period measured (its stride; 8 when unknown)
 
     @property
     def columns(self):
@@ -282,6 +285,8 @@ def evaluate(data_dir, model_paths, *, names=None, limit=None, baselines=True, t
     psnr = {c: np.full(len(pairs), np.nan) for c in columns}
     ssim = {c: np.full(len(pairs), np.nan) for c in columns}
     harm = {e.name: np.full(len(pairs), np.nan) for e in entries} if do_no_harm else {}
+    grid = {e.name: np.full(len(pairs), np.nan) for e in entries}
+    periods = {e.name: grid_period(e.runtime) for e in entries}
     kept, sizes = [], []
 
     bar = tqdm(pairs, desc="eval", unit="img", disable=not progress, dynamic_ncols=True, leave=False)
@@ -299,6 +304,7 @@ def evaluate(data_dir, model_paths, *, names=None, limit=None, baselines=True, t
             for entry in entries:
                 try:
                     outputs[entry.name] = restore_image(entry, blur, tile=tile)
+                    grid[entry.name][i] = added_grid(blur, outputs[entry.name], periods[entry.name])["levels"]
                     if do_no_harm:
                         harm[entry.name][i] = metrics.psnr(restore_image(entry, sharp, tile=tile), sharp)
                 except KdEdgeError as exc:
@@ -321,7 +327,17 @@ def evaluate(data_dir, model_paths, *, names=None, limit=None, baselines=True, t
         entry.runtime = None  # release the models; the result keeps only what the report shows
     return EvalResult(data_dir=str(data_dir), split_dir=str(split_dir), seed=int(seed), tile=tile,
                       images=[p[0] for p in pairs], sizes=sizes, models=list(entries), baselines=baseline_names,
-                      psnr=psnr, ssim=ssim, samples=kept, notes=notes, align=int(align or 0), do_no_harm=harm)
+                      psnr=psnr, ssim=ssim, samples=kept, notes=notes, align=int(align or 0), do_no_harm=harm,
+                      grid=grid, grid_period=periods)
+
+
+def grid_period(runtime) -> int:
+    """The period of the lattice a model could paint: its stride (kd_edge.tiling.model_stride), 8 when unknown."""
+    from kd_edge.grid_artifacts import DEFAULT_PERIOD
+    from kd_edge.tiling import model_stride
+
+    stride = model_stride(runtime)
+    return stride if stride > 1 else DEFAULT_PERIOD
 
 
 def _first_line(exc):
@@ -332,17 +348,20 @@ def _first_line(exc):
 # --------------------------------------------------------------------------------------------- CSV
 def csv_rows(result: EvalResult):
     """Header and rows of the per-image CSV: file, then <column>_psnr and <column>_ssim for every column, then
-    <model>_do_no_harm_psnr (PSNR(model(sharp), sharp)) for every model when it was measured."""
+    <model>_do_no_harm_psnr (PSNR(model(sharp), sharp)) for every model when it was measured, then
+    <model>_added_grid_levels (kd_edge.grid_artifacts.added_grid of its output against the blurred input)."""
     header = ["file"]
     for column in result.columns:
         header += [f"{column}_psnr", f"{column}_ssim"]
     header += [f"{name}_do_no_harm_psnr" for name in result.do_no_harm]
+    header += [f"{name}_added_grid_levels" for name in result.grid]
     rows = []
     for i, name in enumerate(result.images):
         row = [name]
         for column in result.columns:
             row += [_num(result.psnr[column][i]), _num(result.ssim[column][i])]
         row += [_num(values[i]) for values in result.do_no_harm.values()]
+        row += [_num(values[i]) for values in result.grid.values()]
         rows.append(row)
     return header, rows
 

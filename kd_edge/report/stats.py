@@ -189,12 +189,28 @@ def summarize(result):
         "below_blurred_input": below_blurred_input(result, summaries),
         "conversion": conversion_cost(result),
         "do_no_harm": do_no_harm(result),
+        "grid_artifacts": grid_artifacts(result),
     }
 
 
 def do_no_harm(result):
     """{model: aggregate of PSNR(model(sharp), sharp) over the images} where it was measured; {} otherwise."""
     return {name: aggregate(values) for name, values in (getattr(result, "do_no_harm", None) or {}).items()}
+
+
+def grid_artifacts(result):
+    """{model: {worst, median, visible (count at or above VISIBLE_LEVELS), n, period}} of the stride-locked lattice
+    each model added to the evaluated images (8-bit levels, kd_edge.grid_artifacts.added_grid)."""
+    from kd_edge.grid_artifacts import VISIBLE_LEVELS
+
+    out = {}
+    periods = getattr(result, "grid_period", None) or {}
+    for name, values in (getattr(result, "grid", None) or {}).items():
+        v = _valid(values)
+        if v.size:
+            out[name] = {"worst": float(v.max()), "median": float(np.median(v)),
+                         "visible": int((v >= VISIBLE_LEVELS).sum()), "n": int(v.size), "period": periods.get(name)}
+    return out
 
 
 def gaussian_kde(values, grid):
