@@ -138,9 +138,9 @@ class ModelRunner:
     @property
     def grid_period(self) -> int:
         """The period a lattice of this model would have: its stride (8 when it reports none)."""
-        from kd_edge.grid_artifacts import DEFAULT_PERIOD
+        from kd_edge.grid_artifacts import period_for
 
-        return self.stride if self.stride > 1 else DEFAULT_PERIOD
+        return period_for(self.stride)
 
     def added_grid(self, image, output) -> float:
         """kd_edge.grid_artifacts.added_grid in 8-bit levels, at this model's period."""
@@ -297,9 +297,7 @@ def grid_artifacts(runner, sets, harm, field_size=FIELD_SIZE):
               for image in synthetic_blurred(PROBE_SCENES, 2 * size, seed=PROBE_SEED)]
     photos = [r["added_grid_levels"] for s in sets.values() for r in s["per_image"]]
     photos += [r["added_grid_levels"] for r in (harm or {}).get("per_image", [])]
-    field_summary = summarize([{"levels": v} for v in fields.values()])
-    scene_summary = summarize([{"levels": v} for v in scenes])
-    photo_summary = summarize([{"levels": v} for v in photos])
+    field_summary, scene_summary, photo_summary = summarize(fields.values()), summarize(scenes), summarize(photos)
     worst = max(s.get("worst_levels", 0.0) for s in (field_summary, scene_summary, photo_summary))
     return {"period": runner.grid_period, "field_size": size, "visible_threshold_levels": VISIBLE_LEVELS,
             "saturated_fields": {**field_summary, "per_input": fields},

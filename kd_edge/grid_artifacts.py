@@ -34,6 +34,11 @@ SUB_CELLS = 2  # sub-blocks of 2 x 2 periods (16 px at period 8): 16 of them in 
 SIGNIFICANCE = 3.0  # standard errors of a quadrant covariance that noise is allowed
 
 
+def period_for(stride: int) -> int:
+    """The period of the lattice a model with this stride could paint: the stride, DEFAULT_PERIOD when unknown (1)."""
+    return int(stride) if int(stride) > 1 else DEFAULT_PERIOD
+
+
 def _phase_patterns(blocks: np.ndarray, period: int, cells: int):
     """Phase patterns of the sub-blocks of (t, h, w, c) tiles, each sub-block ``cells x cells`` periods: the mean
     over its period x period cells, zero-mean per channel, shape (t, n, period, period, c); and the variance of each
@@ -138,9 +143,9 @@ def added_grid(inputs: np.ndarray, outputs: np.ndarray, period: int = DEFAULT_PE
     return worst
 
 
-def summarize(values) -> dict:
-    """Worst, median and the count above VISIBLE_LEVELS of a list of added_grid() results."""
-    levels = [float(v["levels"]) for v in values]
+def summarize(levels) -> dict:
+    """Worst, median and the count at or above VISIBLE_LEVELS of added_grid() levels (8-bit levels, NaN skipped)."""
+    levels = [float(v) for v in levels if not np.isnan(v)]
     if not levels:
         return {"images": 0}
     worst = int(np.argmax(levels))

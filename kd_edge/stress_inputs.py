@@ -83,6 +83,8 @@ def noisy_saturated_fields(size: int = 128, stride: int = 1) -> list[tuple[str, 
     be a multiple of 8 and of ``stride``."""
     import cv2
 
+    from kd_edge.images import to_uint
+
     size = int(size)
     multiple = _multiple(stride)
     if size < multiple or size % multiple:
@@ -92,7 +94,7 @@ def noisy_saturated_fields(size: int = 128, stride: int = 1) -> list[tuple[str, 
     for name, rgb in FIELD_COLOURS.items():
         field = np.asarray(rgb, np.float32) + rng.normal(0.0, FIELD_NOISE, (size, size, 3)).astype(np.float32)
         field = cv2.GaussianBlur(np.clip(field, 0.0, 1.0), (0, 0), FIELD_BLUR, borderType=cv2.BORDER_REFLECT)
-        images.append((f"noisy_{name}", (np.round(np.clip(field, 0.0, 1.0) * 255.0) / 255.0).astype(np.float32)))
+        images.append((f"noisy_{name}", to_uint(field, 8).astype(np.float32) / np.float32(255.0)))
     return images
 
 

@@ -71,7 +71,7 @@ def test_tile_amplitude_shapes_and_errors():
     assert added_grid(np.zeros((16, 16, 3)), np.ones((16, 16, 3)))["levels"] == 0.0
     with pytest.raises(ValueError, match="differ in shape"):
         added_grid(np.zeros((64, 64, 3)), np.zeros((64, 32, 3)))
-    summary = summarize([{"levels": 1.0}, {"levels": 9.0}, {"levels": 2.0}])
+    summary = summarize([1.0, 9.0, 2.0])
     assert summary["worst_levels"] == 9.0 and summary["worst_index"] == 1 and summary["visible_count"] == 1
 
 

@@ -15,7 +15,7 @@ import numpy as np
 from kd_edge import metrics
 from kd_edge.data.pipeline import heldout_split
 from kd_edge.errors import InputFileError, KdEdgeError
-from kd_edge.grid_artifacts import added_grid
+from kd_edge.grid_artifacts import added_grid, period_for
 
 BLURRED = "blurred"
 DEFAULT_SAMPLES = 2
@@ -286,7 +286,9 @@ def evaluate(data_dir, model_paths, *, names=None, limit=None, baselines=True, t
     ssim = {c: np.full(len(pairs), np.nan) for c in columns}
     harm = {e.name: np.full(len(pairs), np.nan) for e in entries} if do_no_harm else {}
     grid = {e.name: np.full(len(pairs), np.nan) for e in entries}
-    periods = {e.name: grid_period(e.runtime) for e in entries}
+    from kd_edge.tiling import model_stride
+
+    periods = {e.name: period_for(model_stride(e.runtime)) for e in entries}
     kept, sizes = [], []
 
     bar = tqdm(pairs, desc="eval", unit="img", disable=not progress, dynamic_ncols=True, leave=False)
@@ -329,15 +331,6 @@ def evaluate(data_dir, model_paths, *, names=None, limit=None, baselines=True, t
                       images=[p[0] for p in pairs], sizes=sizes, models=list(entries), baselines=baseline_names,
                       psnr=psnr, ssim=ssim, samples=kept, notes=notes, align=int(align or 0), do_no_harm=harm,
                       grid=grid, grid_period=periods)
-
-
-def grid_period(runtime) -> int:
-    """The period of the lattice a model could paint: its stride (kd_edge.tiling.model_stride), 8 when unknown."""
-    from kd_edge.grid_artifacts import DEFAULT_PERIOD
-    from kd_edge.tiling import model_stride
-
-    stride = model_stride(runtime)
-    return stride if stride > 1 else DEFAULT_PERIOD
 
 
 def _first_line(exc):

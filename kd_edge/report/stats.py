@@ -201,15 +201,15 @@ def do_no_harm(result):
 def grid_artifacts(result):
     """{model: {worst, median, visible (count at or above VISIBLE_LEVELS), n, period}} of the stride-locked lattice
     each model added to the evaluated images (8-bit levels, kd_edge.grid_artifacts.added_grid)."""
-    from kd_edge.grid_artifacts import VISIBLE_LEVELS
+    from kd_edge.grid_artifacts import summarize
 
     out = {}
     periods = getattr(result, "grid_period", None) or {}
     for name, values in (getattr(result, "grid", None) or {}).items():
-        v = _valid(values)
-        if v.size:
-            out[name] = {"worst": float(v.max()), "median": float(np.median(v)),
-                         "visible": int((v >= VISIBLE_LEVELS).sum()), "n": int(v.size), "period": periods.get(name)}
+        s = summarize(values)
+        if s["images"]:
+            out[name] = {"worst": s["worst_levels"], "median": s["median_levels"], "visible": s["visible_count"],
+                         "n": s["images"], "period": periods.get(name)}
     return out
 
 
