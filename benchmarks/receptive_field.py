@@ -156,8 +156,8 @@ def main(argv=None) -> int:
             except ValueError as exc:
                 raise KdEdgeError(f"{path}: {exc}") from exc
             m = result["median"]
-            print(f"  {name}: global share {m['global_share']:.2f}; local part within r50 {m['r50']:.0f} / "
-                  f"r90 {m['r90']:.0f} / r99 {m['r99']:.0f} px")
+            radii = " / ".join("-" if m[k] is None else f"{m[k]:.0f}" for k in ("r50", "r90", "r99"))
+            print(f"  {name}: global share {m['global_share']:.2f}; local part within r50 / r90 / r99 {radii} px")
             rows.append({"name": name, "path": str(path), "sha256": manifest.get("sha256"),
                          "arch": manifest.get("arch"), "params": int(model.count_params()), **result})
     except KdEdgeError as exc:

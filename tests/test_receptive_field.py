@@ -53,6 +53,8 @@ def test_split_gradient_on_a_map_with_known_parts():
     assert out["global_share"] == pytest.approx(1e-3 * side * side / grad.sum(), rel=1e-3)
     with pytest.raises(ValueError):
         receptive_field.split_gradient(np.zeros((16, 16)))
+    flat = receptive_field.split_gradient(np.full((32, 32), 0.5))  # only global: no local part to measure
+    assert flat == {"global_share": 1.0, "r50": None, "r90": None, "r99": None}
 
 
 def test_cli_writes_json_for_a_saved_model_and_refuses_artifacts(tmp_path, capsys):
