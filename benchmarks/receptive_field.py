@@ -138,6 +138,7 @@ def main(argv=None) -> int:
     from kd_edge.defaults import default_model_path
     from kd_edge.errors import KdEdgeError
     from kd_edge.report.evaluate import default_names, parse_names
+    from kd_edge.tiling import as_runtime, model_stride
 
     paths = [Path(p) for p in args.models] or [default_model_path("student")]
     facts = local_host_facts()
@@ -151,6 +152,11 @@ def main(argv=None) -> int:
         rows = []
         for name, path in zip(names, paths):
             model, manifest = _load_keras(path)
+            stride = model_stride(as_runtime(model))
+            if args.size % stride:
+                low, high = max(stride, args.size // stride * stride), -(-args.size // stride) * stride
+                raise KdEdgeError(f"{path}: --size {args.size} is not a multiple of the model's stride {stride}: "
+                                  f"use e.g. {low} or {high}")
             try:
                 result = measure(model, images)
             except ValueError as exc:

@@ -69,6 +69,10 @@ def test_cli_writes_json_for_a_saved_model_and_refuses_artifacts(tmp_path, capsy
     assert row["name"] == "tiny" and len(row["probes"]) == 2 and row["params"] > 0
     # edge-tiny: 2 levels (stride 4) of 3x3 depthwise convs, so its reach is bounded well inside a 32-px probe
     assert 0 <= row["median"]["r99"] < 16
+    # edge-tiny takes multiples of 4: a probe of 30 px is refused in one line naming the model and the sizes to use
+    assert receptive_field.main([str(path), "--size", "30", "--images", "1"]) == 1
+    err = capsys.readouterr().err
+    assert "tiny.keras" in err and "stride 4" in err and "28 or 32" in err
     artifact = tmp_path / "model.tflite"
     artifact.write_bytes(b"not read")
     assert receptive_field.main([str(artifact)]) == 1
