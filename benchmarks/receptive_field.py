@@ -105,13 +105,12 @@ def blurred_probes(images, size, *, seed=0):
 
 def _load_keras(path):
     from kd_edge.errors import InputFileError
-    from kd_edge.models.loading import load_model
+    from kd_edge.models.loading import is_keras_model_path, load_model
 
-    if Path(path).suffix.lower() in (".tflite", ".onnx", ".mlpackage", ".mlmodel"):
+    if not is_keras_model_path(path):
         raise InputFileError(path, "the receptive field needs gradients: give the Keras model (.keras, .h5 or a "
                                    "SavedModel folder) the artifact was converted from")
-    model, manifest = load_model(path)
-    return model, manifest
+    return load_model(path)
 
 
 def main(argv=None) -> int:
@@ -138,6 +137,7 @@ def main(argv=None) -> int:
     from kd_edge.defaults import default_model_path
     from kd_edge.errors import KdEdgeError
     from kd_edge.report.evaluate import default_names, parse_names
+    from kd_edge.models.registry import check_input_size
     from kd_edge.tiling import as_runtime, model_stride
 
     paths = [Path(p) for p in args.models] or [default_model_path("student")]
@@ -152,11 +152,7 @@ def main(argv=None) -> int:
         rows = []
         for name, path in zip(names, paths):
             model, manifest = _load_keras(path)
-            stride = model_stride(as_runtime(model))
-            if args.size % stride:
-                low, high = max(stride, args.size // stride * stride), -(-args.size // stride) * stride
-                raise KdEdgeError(f"{path}: --size {args.size} is not a multiple of the model's stride {stride}: "
-                                  f"use e.g. {low} or {high}")
+            check_input_size(args.size, args.size, model_stride(as_runtime(model)), what=f"{path}: --size")
             try:
                 result = measure(model, images)
             except ValueError as exc:

@@ -72,7 +72,7 @@ def test_cli_writes_json_for_a_saved_model_and_refuses_artifacts(tmp_path, capsy
     # edge-tiny takes multiples of 4: a probe of 30 px is refused in one line naming the model and the sizes to use
     assert receptive_field.main([str(path), "--size", "30", "--images", "1"]) == 1
     err = capsys.readouterr().err
-    assert "tiny.keras" in err and "stride 4" in err and "28 or 32" in err
+    assert "tiny.keras: --size 30x30" in err and "stride 4" in err and "32x32" in err
     artifact = tmp_path / "model.tflite"
     artifact.write_bytes(b"not read")
     assert receptive_field.main([str(artifact)]) == 1
