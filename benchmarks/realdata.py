@@ -14,6 +14,11 @@ model the JSON records:
   for the blurred input and for the output alike, the integer shift (dy, dx) in [-7, 7]^2 (a 15x15 window) with the
   lowest MSE against the sharp image is used, with 7 px cropped from every border of both (``--align SET=N``
   changes it; the unshifted scores are kept beside them);
+* blurred and unblurred regions: the gain split by where the blur changed the photo (``regions``): a pixel is in
+  the blurred region when the mean |blurred - sharp| over the channels, smoothed by a Gaussian of sigma 4 px, exceeds
+  0.02 (about 5 8-bit levels), and in the unblurred region otherwise (a static background behind a moving head, flat
+  areas). A negative gain in the unblurred region is damage done where there was nothing to undo (do no harm inside
+  a blurred photo); the per-set summary averages each region's gain over the images where it covers >= 1%;
 * do no harm: PSNR(model(sharp), sharp) on the distinct sharp halves of all pairs (mean, min, per image);
 * raw output range (before any clip) on the adversarial inputs of ``kd_edge.stress_inputs`` and on every real
   photo run here (blurred and sharp halves, photos without ground truth);
@@ -59,6 +64,9 @@ WHOLE_MAX_PIXELS = 1280 * 720
 STRESS_SIZE = 64
 FIELD_SIZE = 128
 PROBE_SCENES = 16
+REGION_SIGMA_PX = 4.0
+REGION_THRESHOLD = 0.02
+REGION_MIN_SHARE = 0.01
 TARGET_TEXT = {
     "gain_ge_1db_every_set": f"mean gain over the blurred input >= +{GAIN_TARGET_DB} dB on every paired set",
     "worse_le_10pct_of_images": f"output PSNR below the blurred input's on <= {WORSE_MAX_FRACTION:.0%} of all images",
@@ -91,11 +99,42 @@ def shift_tolerant_psnr(image, sharp, radius: int) -> float:
     return psnr(*shift_tolerant(image, sharp, radius))
 
 
-def _scores(image, sharp, radius):
+def _scores(image, sharp):
     from kd_edge.metrics import psnr, ssim
 
-    a, b = shift_tolerant(image, sharp, radius)
-    return {"psnr": psnr(a, b), "ssim": ssim(a, b)}
+    return {"psnr": psnr(image, sharp), "ssim": ssim(image, sharp)}
+
+
+def blurred_region(blurred, sharp):
+    """Boolean HxW mask of the pixels the blur changed: mean |blurred - sharp| over the channels, smoothed by a
+    Gaussian of sigma REGION_SIGMA_PX, above REGION_THRESHOLD (about 5 8-bit levels)."""
+    from scipy.ndimage import gaussian_filter
+
+    diff = np.abs(np.asarray(blurred, np.float64) - np.asarray(sharp, np.float64)).mean(axis=-1)
+    return gaussian_filter(diff, REGION_SIGMA_PX, mode="reflect") > REGION_THRESHOLD
+
+
+def region_gains(blurred, output, sharp):
+    """PSNR of the blurred input and of the output, and the gain, inside and outside :func:`blurred_region` (arrays
+    already aligned to ``sharp``). A region covering less than REGION_MIN_SHARE of the pixels gets no PSNR."""
+    from kd_edge.metrics import MAX_PSNR_DB
+
+    mask = blurred_region(blurred, sharp)
+
+    def region_psnr(image, where):
+        mse = float(np.mean((np.asarray(image, np.float64)[where] - np.asarray(sharp, np.float64)[where]) ** 2))
+        return MAX_PSNR_DB if mse == 0 else min(MAX_PSNR_DB, 10.0 * math.log10(1.0 / mse))
+
+    regions = {}
+    for name, where in (("blurred", mask), ("unblurred", ~mask)):
+        share = float(where.mean())
+        if share < REGION_MIN_SHARE:
+            regions[name] = {"share": round(share, 4), "blurred_psnr": None, "output_psnr": None, "gain_db": None}
+            continue
+        before, after = region_psnr(blurred, where), region_psnr(output, where)
+        regions[name] = {"share": round(share, 4), "blurred_psnr": before, "output_psnr": after,
+                         "gain_db": after - before}
+    return regions
 
 
 class ModelRunner:
@@ -180,10 +219,13 @@ def score_sets(runner, root, *, align, limit=None, log=print):
             raw = runner.raw(blur)
             seconds = time.perf_counter() - t0
             out = np.clip(raw, 0.0, 1.0)
-            before, after = _scores(blur, sharp, radius), _scores(out, sharp, radius)
+            blur_aligned, sharp_ref = shift_tolerant(blur, sharp, radius)
+            out_aligned, _ = shift_tolerant(out, sharp, radius)
+            before, after = _scores(blur_aligned, sharp_ref), _scores(out_aligned, sharp_ref)
             record = {"file": pair.name, "height": int(blur.shape[0]), "width": int(blur.shape[1]),
                       "blurred": before, "output": after, "gain_db": after["psnr"] - before["psnr"],
                       "worse": bool(after["psnr"] < before["psnr"]),
+                      "regions": region_gains(blur_aligned, out_aligned, sharp_ref),
                       "added_grid_levels": runner.added_grid(blur, out),
                       "raw_min": float(raw.min()), "raw_max": float(raw.max()), "seconds": round(seconds, 4)}
             if radius:
@@ -218,6 +260,7 @@ def _set_summary(records, radius, manifest_row):
         "worse_count": int(sum(r["worse"] for r in records)),
         "worse_fraction": float(np.mean([r["worse"] for r in records])),
         "raw_min": float(min(r["raw_min"] for r in records)), "raw_max": float(max(r["raw_max"] for r in records)),
+        "regions": {name: _region_summary([r["regions"][name] for r in records]) for name in ("blurred", "unblurred")},
         "licence": (manifest_row or {}).get("license_if_known"),
         "per_image": records,
     }
@@ -225,6 +268,13 @@ def _set_summary(records, radius, manifest_row):
         summary["unshifted_blurred_psnr_mean"] = float(np.mean([r["unshifted"]["blurred_psnr"] for r in records]))
         summary["unshifted_output_psnr_mean"] = float(np.mean([r["unshifted"]["output_psnr"] for r in records]))
     return summary
+
+
+def _region_summary(regions):
+    gains = [r["gain_db"] for r in regions if r["gain_db"] is not None]
+    return {"share_mean": float(np.mean([r["share"] for r in regions])), "images": len(gains),
+            "gain_db_mean": float(np.mean(gains)) if gains else None,
+            "gain_db_min": float(np.min(gains)) if gains else None}
 
 
 def do_no_harm(runner, sharp_seen):
@@ -385,13 +435,16 @@ def table(models) -> str:
     for m in models:
         lines.append(f"\n{m['name']} ({Path(m['path']).name}, {m['kind']}, sha256 {m['sha256'][:12]})")
         lines.append(f"  {'set':<26} {'n':>3} {'blurred':>8} {'output':>8} {'gain':>7} {'worse':>6} "
-                     f"{'SSIM in->out':>13} {'raw range':>17}")
+                     f"{'SSIM in->out':>13} {'raw range':>17} {'gain blurred/unblurred region':>30}")
         for set_name, s in m["sets"].items():
             label = set_name + (f" (+-{s['shift_search_px']}px)" if s["shift_search_px"] else "")
+            regions = s.get("regions", {})
+            split = "/".join(f"{r['gain_db_mean']:+.2f}" if r.get("gain_db_mean") is not None else "-"
+                             for r in (regions.get("blurred", {}), regions.get("unblurred", {})))
             lines.append(f"  {label:<26} {s['images']:>3} {s['blurred_psnr_mean']:>8.2f} {s['output_psnr_mean']:>8.2f} "
                          f"{s['gain_db_mean']:>+7.2f} {s['worse_fraction']:>6.0%} "
                          f"{s['blurred_ssim_mean']:>6.3f}->{s['output_ssim_mean']:.3f} "
-                         f"{s['raw_min']:>8.2f}..{s['raw_max']:.2f}")
+                         f"{s['raw_min']:>8.2f}..{s['raw_max']:.2f} {split:>30}")
         h = m["do_no_harm"]
         if h:
             lines.append(f"  do no harm: mean {h['mean_db']:.2f} dB, min {h['min_db']:.2f} dB "
