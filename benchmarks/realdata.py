@@ -14,11 +14,10 @@ model the JSON records:
   for the blurred input and for the output alike, the integer shift (dy, dx) in [-7, 7]^2 (a 15x15 window) with the
   lowest MSE against the sharp image is used, with 7 px cropped from every border of both (``--align SET=N``
   changes it; the unshifted scores are kept beside them);
-* blurred and unblurred regions: the gain split by where the blur changed the photo (``regions``): a pixel is in
-  the blurred region when the mean |blurred - sharp| over the channels, smoothed by a Gaussian of sigma 4 px, exceeds
-  0.02 (about 5 8-bit levels), and in the unblurred region otherwise (a static background behind a moving head, flat
-  areas). A negative gain in the unblurred region is damage done where there was nothing to undo (do no harm inside
-  a blurred photo); the per-set summary averages each region's gain over the images where it covers >= 1%;
+* blurred and unblurred regions (``regions``, ``kd_edge.report.regions``): the gain split by where the blur changed
+  the photo (smoothed |blurred - sharp| above about 5 grey levels) and the rest (a static background behind a moving
+  head, flat areas). A negative gain in the unblurred region is damage done where there was nothing to undo; the
+  per-set summary averages each region's gain over the images where it covers >= 1% of the pixels;
 * do no harm: PSNR(model(sharp), sharp) on the distinct sharp halves of all pairs (mean, min, per image);
 * raw output range (before any clip) on the adversarial inputs of ``kd_edge.stress_inputs`` and on every real
   photo run here (blurred and sharp halves, photos without ground truth);
@@ -64,9 +63,6 @@ WHOLE_MAX_PIXELS = 1280 * 720
 STRESS_SIZE = 64
 FIELD_SIZE = 128
 PROBE_SCENES = 16
-REGION_SIGMA_PX = 4.0
-REGION_THRESHOLD = 0.02
-REGION_MIN_SHARE = 0.01
 TARGET_TEXT = {
     "gain_ge_1db_every_set": f"mean gain over the blurred input >= +{GAIN_TARGET_DB} dB on every paired set",
     "worse_le_10pct_of_images": f"output PSNR below the blurred input's on <= {WORSE_MAX_FRACTION:.0%} of all images",
@@ -103,38 +99,6 @@ def _scores(image, sharp):
     from kd_edge.metrics import psnr, ssim
 
     return {"psnr": psnr(image, sharp), "ssim": ssim(image, sharp)}
-
-
-def blurred_region(blurred, sharp):
-    """Boolean HxW mask of the pixels the blur changed: mean |blurred - sharp| over the channels, smoothed by a
-    Gaussian of sigma REGION_SIGMA_PX, above REGION_THRESHOLD (about 5 8-bit levels)."""
-    from scipy.ndimage import gaussian_filter
-
-    diff = np.abs(np.asarray(blurred, np.float64) - np.asarray(sharp, np.float64)).mean(axis=-1)
-    return gaussian_filter(diff, REGION_SIGMA_PX, mode="reflect") > REGION_THRESHOLD
-
-
-def region_gains(blurred, output, sharp):
-    """PSNR of the blurred input and of the output, and the gain, inside and outside :func:`blurred_region` (arrays
-    already aligned to ``sharp``). A region covering less than REGION_MIN_SHARE of the pixels gets no PSNR."""
-    from kd_edge.metrics import MAX_PSNR_DB
-
-    mask = blurred_region(blurred, sharp)
-
-    def region_psnr(image, where):
-        mse = float(np.mean((np.asarray(image, np.float64)[where] - np.asarray(sharp, np.float64)[where]) ** 2))
-        return MAX_PSNR_DB if mse == 0 else min(MAX_PSNR_DB, 10.0 * math.log10(1.0 / mse))
-
-    regions = {}
-    for name, where in (("blurred", mask), ("unblurred", ~mask)):
-        share = float(where.mean())
-        if share < REGION_MIN_SHARE:
-            regions[name] = {"share": round(share, 4), "blurred_psnr": None, "output_psnr": None, "gain_db": None}
-            continue
-        before, after = region_psnr(blurred, where), region_psnr(output, where)
-        regions[name] = {"share": round(share, 4), "blurred_psnr": before, "output_psnr": after,
-                         "gain_db": after - before}
-    return regions
 
 
 class ModelRunner:
@@ -203,6 +167,7 @@ def score_sets(runner, root, *, align, limit=None, log=print):
     from kd_edge.data.dblur import find_pairs
     from kd_edge.images import read_image
     from kd_edge.metrics import psnr
+    from kd_edge.report.regions import region_gains
 
     manifest = realblur.read_manifest(root)
     sets, sharp_seen = {}, {}
@@ -245,6 +210,8 @@ def score_sets(runner, root, *, align, limit=None, log=print):
 
 
 def _set_summary(records, radius, manifest_row):
+    from kd_edge.report.regions import NAMES
+
     def mean(key, sub):
         return float(np.mean([r[key][sub] for r in records]))
 
@@ -260,7 +227,7 @@ def _set_summary(records, radius, manifest_row):
         "worse_count": int(sum(r["worse"] for r in records)),
         "worse_fraction": float(np.mean([r["worse"] for r in records])),
         "raw_min": float(min(r["raw_min"] for r in records)), "raw_max": float(max(r["raw_max"] for r in records)),
-        "regions": {name: _region_summary([r["regions"][name] for r in records]) for name in ("blurred", "unblurred")},
+        "regions": {name: _region_summary([r["regions"][name] for r in records]) for name in NAMES},
         "licence": (manifest_row or {}).get("license_if_known"),
         "per_image": records,
     }
@@ -270,9 +237,9 @@ def _set_summary(records, radius, manifest_row):
     return summary
 
 
-def _region_summary(regions):
-    gains = [r["gain_db"] for r in regions if r["gain_db"] is not None]
-    return {"share_mean": float(np.mean([r["share"] for r in regions])), "images": len(gains),
+def _region_summary(per_image):
+    gains = [r["gain_db"] for r in per_image if r["gain_db"] is not None]
+    return {"share_mean": float(np.mean([r["share"] for r in per_image])), "images": len(gains),
             "gain_db_mean": float(np.mean(gains)) if gains else None,
             "gain_db_min": float(np.min(gains)) if gains else None}
 

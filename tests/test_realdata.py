@@ -16,6 +16,7 @@ from PIL import Image
 import kd_edge  # noqa: F401  (tf_keras before TensorFlow)
 from kd_edge import metrics
 from kd_edge.benchmarks import realdata
+from kd_edge.report import regions
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 LEVIN_SHIFT = 3
@@ -133,21 +134,21 @@ def test_region_split_finds_where_the_blur_changed_the_photo():
     sharp = _textured(rng, 64, 96).astype(np.float32)
     blurred = sharp.copy()
     blurred[:, :48] = _box_blur(sharp, 9)[:, :48]  # a moving subject on the left, a static background on the right
-    mask = realdata.blurred_region(blurred, sharp)
+    mask = regions.blurred_region(blurred, sharp)
     assert mask[:, :40].mean() > 0.95 and mask[:, 56:].mean() < 0.05
     # restores the left half exactly, adds noise of sigma 0.02 to the untouched right half
     output = sharp.copy()
     output[:, 48:] = np.clip(sharp[:, 48:] + rng.normal(0, 0.02, sharp[:, 48:].shape), 0, 1)
-    regions = realdata.region_gains(blurred, output, sharp)
-    assert 0.45 < regions["blurred"]["share"] < 0.6
-    assert regions["blurred"]["gain_db"] > 20.0
+    split = regions.region_gains(blurred, output, sharp)
+    assert 0.45 < split["blurred"]["share"] < 0.6
+    assert split["blurred"]["gain_db"] > 20.0
     unblurred = ~mask
     expected = metrics.psnr(output[unblurred][None, None], sharp[unblurred][None, None])
-    assert regions["unblurred"]["output_psnr"] == pytest.approx(expected, abs=1e-3)
-    assert regions["unblurred"]["blurred_psnr"] == metrics.MAX_PSNR_DB and regions["unblurred"]["gain_db"] < -50
+    assert split["unblurred"]["output_psnr"] == pytest.approx(expected, abs=1e-3)
+    assert split["unblurred"]["blurred_psnr"] == metrics.MAX_PSNR_DB and split["unblurred"]["gain_db"] < -50
     # a uniformly blurred photo has (almost) no unblurred region: no PSNR for it rather than a figure from a few pixels
-    whole = realdata.region_gains(_box_blur(sharp, 9), sharp, sharp)
-    assert whole["unblurred"]["gain_db"] is None and whole["unblurred"]["share"] < realdata.REGION_MIN_SHARE
+    whole = regions.region_gains(_box_blur(sharp, 9), sharp, sharp)
+    assert whole["unblurred"]["gain_db"] is None and whole["unblurred"]["share"] < regions.MIN_SHARE
 
 
 def test_region_gains_in_the_json_equal_direct_computations(setup, doc):
@@ -155,7 +156,7 @@ def test_region_gains_in_the_json_equal_direct_computations(setup, doc):
     for record in harmful["per_image"]:
         blur = _read(setup["data"] / "faces" / "blur" / record["file"])
         sharp = _read(setup["data"] / "faces" / "sharp" / record["file"])
-        direct = realdata.region_gains(blur, np.clip(3.0 * blur - 1.0, 0, 1), sharp)
+        direct = regions.region_gains(blur, np.clip(3.0 * blur - 1.0, 0, 1), sharp)
         for name in ("blurred", "unblurred"):
             assert record["regions"][name]["share"] == direct[name]["share"]
             if direct[name]["gain_db"] is not None:

@@ -107,6 +107,38 @@ def test_report_numbers_match_the_csv(reports):
     assert stats.teacher_name(result) == "teacher"
 
 
+def test_region_gains_match_the_csv_and_an_identity_gains_nothing_in_either_region(reports):
+    from kd_edge.report import regions
+    from kd_edge.report.evaluate import _read_pair, list_pairs
+
+    folder, result = reports["a"]
+    with open(folder / "per_image.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    summary = json.loads((folder / "summary.json").read_text())["summary"]
+    assert set(summary["regions"]) == {"wiener", "richardson-lucy", "teacher", "student", "identity"}
+    for column in summary["regions"]:
+        for region in regions.NAMES:
+            values = [float(r[f"{column}_{region}_region_gain_db"]) for r in rows
+                      if r[f"{column}_{region}_region_gain_db"]]
+            got = summary["regions"][column][region]
+            assert got["n"] == len(values)
+            if values:
+                assert got["mean"] == pytest.approx(np.mean(values))
+    # the blurred region exists on every synthetic pair; an identity returns its input, so both gains are 0
+    assert summary["regions"]["identity"]["blurred"]["n"] == len(rows)
+    for region in regions.NAMES:
+        if summary["regions"]["identity"][region]["n"]:
+            assert summary["regions"]["identity"][region]["max"] == pytest.approx(0.0, abs=1e-9)
+            assert summary["regions"]["identity"][region]["min"] == pytest.approx(0.0, abs=1e-9)
+    # the synthetic pairs are blurred: the first one has a blurred region of its own
+    name, blur_path, sharp_path = list_pairs(Path(result.split_dir))[0]
+    blur, sharp = _read_pair(blur_path, sharp_path)
+    mask = regions.blurred_region(blur, sharp)
+    assert rows[0]["file"] == name and 0 < mask.mean() <= 1
+    md = (folder / "report.md").read_text()
+    assert "**Where the gain is**" in md and "| identity | +0.00 |" in md
+
+
 def test_statistics_edge_cases():
     from kd_edge.report import stats
 

@@ -27,7 +27,7 @@ class Block:
     src: str = ""                  # image file name relative to the report
 
 
-def fmt(value, digits=2, suffix=""):
+def fmt(value, digits=2, suffix="", sign=False):
     if value is None:
         return "n/a"
     try:
@@ -36,7 +36,7 @@ def fmt(value, digits=2, suffix=""):
         return str(value)
     if math.isnan(value):
         return "n/a"
-    return f"{value:.{digits}f}{suffix}"
+    return f"{value:{'+' if sign else ''}.{digits}f}{suffix}"
 
 
 def fmt_pct(fraction):
@@ -137,6 +137,20 @@ def build(result, summary, figures, cost=None, reference=None, csv_name="per_ima
                                              f"{VISIBLE_LEVELS:g}", "images"],
                             rows=[[name, str(g["period"]), fmt(g["worst"], 1), fmt(g["median"], 1), str(g["visible"]),
                                    str(g["n"])] for name, g in grid.items()]))
+
+    split = {name: r for name, r in (summary.get("regions") or {}).items()
+             if any(r[region]["n"] for region in r)}
+    if split:
+        blocks.append(Block("p", "**Where the gain is**: the gain over the blurred input inside the region the blur "
+                                 "changed (smoothed |blurred - sharp| above about 5 grey levels) and outside it (flat "
+                                 "areas, a static background behind a moving subject; `kd_edge.report.regions`). A "
+                                 "negative gain outside is damage where there was nothing to undo."))
+        blocks.append(Block("table", header=["Model", "blurred region: gain mean (dB)", "images",
+                                             "unblurred region: gain mean (dB)", "min", "images"],
+                            rows=[[name, fmt(r["blurred"]["mean"], sign=True), str(r["blurred"]["n"]),
+                                   fmt(r["unblurred"]["mean"], sign=True), fmt(r["unblurred"]["min"], sign=True),
+                                   str(r["unblurred"]["n"])]
+                                  for name, r in split.items()]))
 
     # 1.2 Distributions
     blocks.append(Block("h", "1.2 Distribution analysis", level=3))

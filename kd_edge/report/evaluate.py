@@ -65,6 +65,9 @@ class EvalResult:
     do_no_harm: dict = field(default_factory=dict)  # model -> PSNR(model(sharp), sharp) per image (NaN: not run)
     grid: dict = field(default_factory=dict)  # model -> stride-locked lattice added per image, 8-bit levels
     grid_period: dict = field(default_factory=dict)  # model -> the period measured (its stride; 8 when unknown)
+    # column (baselines, models) -> {"blurred": gains, "unblurred": gains}, dB per image (NaN: region under 1% of the
+    # pixels), kd_edge.report.regions: where the blur changed the image and where it did not
+    regions: dict = field(default_factory=dict)
 
     @property
     def columns(self):
@@ -253,6 +256,7 @@ def evaluate(data_dir, model_paths, *, names=None, limit=None, baselines=True, t
     from tqdm import tqdm
 
     from kd_edge.report import baselines as classical
+    from kd_edge.report import regions
 
     split_dir = heldout_split(data_dir)
     pairs = list_pairs(split_dir)
@@ -286,6 +290,7 @@ def evaluate(data_dir, model_paths, *, names=None, limit=None, baselines=True, t
     ssim = {c: np.full(len(pairs), np.nan) for c in columns}
     harm = {e.name: np.full(len(pairs), np.nan) for e in entries} if do_no_harm else {}
     grid = {e.name: np.full(len(pairs), np.nan) for e in entries}
+    region_gain = {c: {r: np.full(len(pairs), np.nan) for r in regions.NAMES} for c in columns if c != BLURRED}
     from kd_edge.tiling import model_stride
 
     periods = {e.name: period_for(model_stride(e.runtime)) for e in entries}
@@ -314,10 +319,15 @@ def evaluate(data_dir, model_paths, *, names=None, limit=None, baselines=True, t
                 except Exception as exc:  # noqa: BLE001 - any runtime failure becomes one line naming model and image
                     raise KdEdgeError(f"model {entry.name!r} ({entry.path}) failed on {blur_path}: "
                                       f"{type(exc).__name__}: {_first_line(exc)}") from exc
+            blurred_scored, reference = align_to(blur, sharp, align)
+            mask = regions.blurred_region(blurred_scored, reference)
             for column, image in outputs.items():
                 scored, reference = align_to(image, sharp, align)
                 psnr[column][i] = metrics.psnr(scored, reference)
                 ssim[column][i] = metrics.ssim(scored, reference)
+                if column != BLURRED:
+                    for region, r in regions.region_gains(blurred_scored, scored, reference, mask).items():
+                        region_gain[column][region][i] = np.nan if r["gain_db"] is None else r["gain_db"]
             if i in chosen:
                 crop = centre_crop_box(blur.shape[0], blur.shape[1], chosen[i])
                 kept.append(Sample(name=name, blur=blur, sharp=sharp,
@@ -330,7 +340,7 @@ def evaluate(data_dir, model_paths, *, names=None, limit=None, baselines=True, t
     return EvalResult(data_dir=str(data_dir), split_dir=str(split_dir), seed=int(seed), tile=tile,
                       images=[p[0] for p in pairs], sizes=sizes, models=list(entries), baselines=baseline_names,
                       psnr=psnr, ssim=ssim, samples=kept, notes=notes, align=int(align or 0), do_no_harm=harm,
-                      grid=grid, grid_period=periods)
+                      grid=grid, grid_period=periods, regions=region_gain)
 
 
 def _first_line(exc):
@@ -342,12 +352,14 @@ def _first_line(exc):
 def csv_rows(result: EvalResult):
     """Header and rows of the per-image CSV: file, then <column>_psnr and <column>_ssim for every column, then
     <model>_do_no_harm_psnr (PSNR(model(sharp), sharp)) for every model when it was measured, then
-    <model>_added_grid_levels (kd_edge.grid_artifacts.added_grid of its output against the blurred input)."""
+    <model>_added_grid_levels (kd_edge.grid_artifacts.added_grid of its output against the blurred input), then
+    <column>_blurred_region_gain_db and <column>_unblurred_region_gain_db (kd_edge.report.regions)."""
     header = ["file"]
     for column in result.columns:
         header += [f"{column}_psnr", f"{column}_ssim"]
     header += [f"{name}_do_no_harm_psnr" for name in result.do_no_harm]
     header += [f"{name}_added_grid_levels" for name in result.grid]
+    header += [f"{column}_{region}_region_gain_db" for column, split in result.regions.items() for region in split]
     rows = []
     for i, name in enumerate(result.images):
         row = [name]
@@ -355,6 +367,7 @@ def csv_rows(result: EvalResult):
             row += [_num(result.psnr[column][i]), _num(result.ssim[column][i])]
         row += [_num(values[i]) for values in result.do_no_harm.values()]
         row += [_num(values[i]) for values in result.grid.values()]
+        row += [_num(values[i]) for split in result.regions.values() for values in split.values()]
         rows.append(row)
     return header, rows
 

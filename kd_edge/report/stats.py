@@ -190,12 +190,20 @@ def summarize(result):
         "conversion": conversion_cost(result),
         "do_no_harm": do_no_harm(result),
         "grid_artifacts": grid_artifacts(result),
+        "regions": region_gains(result),
     }
 
 
 def do_no_harm(result):
     """{model: aggregate of PSNR(model(sharp), sharp) over the images} where it was measured; {} otherwise."""
     return {name: aggregate(values) for name, values in (getattr(result, "do_no_harm", None) or {}).items()}
+
+
+def region_gains(result):
+    """{column: {"blurred": aggregate, "unblurred": aggregate}} of the per-image gain (dB) inside and outside the
+    region the blur changed (kd_edge.report.regions), over the images where the region covers >= 1% of the pixels."""
+    return {column: {region: aggregate(values) for region, values in split.items()}
+            for column, split in (getattr(result, "regions", None) or {}).items()}
 
 
 def grid_artifacts(result):
