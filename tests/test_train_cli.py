@@ -129,3 +129,55 @@ def test_mirrored_strategy_trains_the_student_alone_on_two_cpu_replicas(kd_edge_
     step = json.loads((out / "model.keras.json").read_text())["lineage"][-1]
     assert step["method"] == "student-alone" and step["teacher"] is None
     assert step["losses"]["kd"] == 0.0 and step["losses"]["feat"] == 0.0 and step["losses"]["ssim"] == 0.2
+
+
+def test_bfloat16_training_saves_a_float32_model_and_resumes_in_float32(kd_edge_exe, tiny_data, tmp_path):
+    """--precision bfloat16 trains a mixed-bf16 copy (the CPU need not have bf16 units: then it is emulated) and
+    saves the same float32 model a float32 run would; its checkpoint resumes in float32."""
+    import numpy as np
+
+    from kd_edge.models import load_model
+    from kd_edge.models.precision import compute_dtype
+
+    out = tmp_path / "run"
+    r = _run(kd_edge_exe, "train-teacher", "--arch", "edge-tiny", "--data", tiny_data, "--steps", "3",
+             "--precision", "bfloat16", "--out", out, *TINY)
+    assert r.returncode == 0, r.stderr
+    model, manifest = load_model(out / "model.keras")
+    assert compute_dtype(model) == "float32" and all(v.dtype == "float32" for v in model.weights)
+    assert manifest["lineage"][-1]["precision"] == ["bfloat16"]
+    x = np.random.default_rng(0).random((1, 32, 32, 3)).astype(np.float32)
+    first = model.predict(x, verbose=0)
+    assert np.isfinite(first).all()
+    r = _run(kd_edge_exe, "train-teacher", "--arch", "edge-tiny", "--data", tiny_data, "--steps", "5",
+             "--precision", "float32", "--out", out, *TINY)
+    assert r.returncode == 0, r.stderr
+    info = json.loads((out / "train.json").read_text())
+    assert [(s["start_step"], s["precision"]) for s in info["segments"]] == [(0, "bfloat16"), (3, "float32")]
+    resumed, manifest = load_model(out / "model.keras")
+    assert manifest["lineage"][-1]["precision"] == ["bfloat16", "float32"] and info["segments"][-1]["end_step"] == 5
+    assert not np.array_equal(resumed.predict(x, verbose=0), first)  # it trained on from the bf16 weights
+
+
+def test_precision_copy_computes_in_bf16_except_the_output_and_keeps_the_weights():
+    import numpy as np
+    import tf_keras as keras
+
+    from kd_edge.models import build
+    from kd_edge.models import precision
+
+    keras.utils.set_random_seed(1)
+    model = build("edge-tiny")
+    copy = precision.with_precision(model, "bfloat16")
+    assert precision.compute_dtype(model) == "float32" and precision.compute_dtype(copy) == "bfloat16"
+    assert copy.layers[-1].dtype_policy.compute_dtype == "float32" and copy.output.dtype == "float32"
+    assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), copy.get_weights()))
+    x = np.random.default_rng(2).random((1, 32, 32, 3)).astype(np.float32)
+    y32, y16 = model.predict(x, verbose=0), copy.predict(x, verbose=0)
+    assert 0 < np.abs(y32 - y16).max() < 0.05  # bf16 arithmetic: close, not equal
+    back = precision.with_precision(copy, "float32")
+    assert np.array_equal(back.predict(x, verbose=0), y32)
+    assert precision.with_precision(model, "float32") is model
+    assert precision.resolve("auto") == ("bfloat16" if precision.cpu_bf16_flags() else "float32")
+    with pytest.raises(ValueError, match="--precision"):
+        precision.resolve("fp8")

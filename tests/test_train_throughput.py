@@ -22,8 +22,8 @@ def test_train_throughput_measures_real_training_with_onednn_on_and_off(tmp_path
     train_throughput.main(["--arch", "edge-tiny", "--patch", "32", "--batch", "2", "--steps", "3",
                            "--repeats", "1", "--json", str(path)])
     doc = json.loads(path.read_text())
-    assert [(r["arch"], r["patch"], r["batch"], r["onednn"]) for r in doc["rows"]] == [
-        ("edge-tiny", 32, 2, "on"), ("edge-tiny", 32, 2, "off")]
+    assert [(r["arch"], r["patch"], r["batch"], r["onednn"], r["precision"]) for r in doc["rows"]] == [
+        ("edge-tiny", 32, 2, "on", "float32"), ("edge-tiny", 32, 2, "off", "float32")]
     for row in doc["rows"]:
         assert row["steps_per_s"] > 0 and row["patches_per_s"] == row["steps_per_s"] * 2
         assert len(row["repeats"]) == 1 and row["repeats"][0]["seconds"] > 0
@@ -39,3 +39,14 @@ def test_train_throughput_rejects_an_unknown_onednn_value(tmp_path, capsys):
         train_throughput.main(["--onednn", "maybe", "--json", str(tmp_path / "x.json")])
     assert exc.value.code == 2 and "--onednn takes on and/or off, not maybe" in capsys.readouterr().err
     assert not (tmp_path / "x.json").exists()
+
+
+def test_train_throughput_compares_bfloat16_with_float32(tmp_path):
+    path = tmp_path / "precision.json"
+    train_throughput.main(["--arch", "edge-tiny", "--patch", "32", "--batch", "2", "--steps", "3", "--onednn", "on",
+                           "--precision", "float32,bfloat16", "--repeats", "1", "--json", str(path)])
+    doc = json.loads(path.read_text())
+    assert [r["precision"] for r in doc["rows"]] == ["float32", "bfloat16"] and doc["onednn_ratios"] == []
+    (ratio,) = doc["precision_ratios"]
+    assert ratio["onednn"] == "on" and ratio["arch"] == "edge-tiny"
+    assert ratio["bfloat16_over_float32"] == doc["rows"][1]["steps_per_s"] / doc["rows"][0]["steps_per_s"]

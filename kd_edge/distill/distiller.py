@@ -144,7 +144,8 @@ class Distiller(keras.Model):
             return None, []
         if self._teacher_features is not None:
             out, *feats = self._teacher_features(x, training=False)
-            return tf.stop_gradient(out), [tf.stop_gradient(f) for f in feats]
+            # float32 whatever the teacher computes in (a bfloat16 teacher's features meet float32 adapters)
+            return tf.stop_gradient(out), [tf.stop_gradient(tf.cast(f, tf.float32)) for f in feats]
         return tf.stop_gradient(self.teacher(x, training=False)), []
 
     def _student_forward(self, x, training):

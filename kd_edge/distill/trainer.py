@@ -163,7 +163,8 @@ def train(student, *, teacher=None, data, out, steps, batch=8, patch=128, seed=0
           strategy=None, arch=None, config=None, lineage=None, extra=None, export=True, progress=True,
           resume=True, augment=True, feature_pairs=None, data_spec=None, command=None, method=None,
           teacher_info=None, run_info=None, max_seconds=None, debug_nan_at_step=None, teacher_cache=None,
-          parent=None, val_sharp=None, harm_floor=harm_validation.DEFAULT_FLOOR_DB, harm_count=12):
+          parent=None, val_sharp=None, harm_floor=harm_validation.DEFAULT_FLOOR_DB, harm_count=12,
+          precision="float32"):
     """Train ``student`` for ``steps`` optimizer steps and return the path of the best model (None on a
     non-chief worker of a multi-worker strategy).
 
@@ -190,6 +191,11 @@ def train(student, *, teacher=None, data, out, steps, batch=8, patch=128, seed=0
     val_sharp: a folder of sharp photos (training-side, never a measuring set): every validation also scores
       PSNR(model(sharp), sharp) on ``harm_count`` centre crops of them, and the best step is the one with the
       highest ``held-out PSNR - max(0, harm_floor - that PSNR)`` (:mod:`kd_edge.distill.harm_validation`).
+    precision: 'float32', or 'bfloat16' to train a mixed-bfloat16 copy of ``student``
+      (:mod:`kd_edge.models.precision`; bf16 arithmetic, float32 weights, the output layer float32) whose weights
+      are copied back into ``student`` at the end; validation runs that copy. Checkpoints hold the same float32
+      variables either way, so a run may resume in the other precision. An online teacher runs in the same
+      precision (a bf16 copy; a teacher cache is filled by the teacher as given).
     On return, ``student`` holds the best-by-validation weights.
     """
     out = Path(out)
@@ -212,6 +218,8 @@ def train(student, *, teacher=None, data, out, steps, batch=8, patch=128, seed=0
     ckpt_dir = out / "ckpt" if chief else out / f".worker-{strategy.cluster_resolver.task_id}" / "ckpt"
     best_dir = out / "best" if chief else ckpt_dir.parent / "best"
 
+    from kd_edge.models.precision import with_precision
+
     t_budget = time.perf_counter()
     cache_info = None
     if teacher_cache is not None:
@@ -231,7 +239,11 @@ def train(student, *, teacher=None, data, out, steps, batch=8, patch=128, seed=0
         max_seconds = max(0.0, max_seconds - (time.perf_counter() - t_budget))
 
     keras.utils.set_random_seed(int(seed))
+    trained = student  # the float32 model the caller holds; `student` below is the copy that trains
     with strategy.scope():
+        student = with_precision(trained, precision)
+        if online_teacher is not None:  # the teacher computes in the run's precision too (output layer float32)
+            online_teacher = with_precision(online_teacher, precision)
         distiller = Distiller(student, online_teacher, weights=weights, feature_pairs=feature_pairs,
                               cached_teacher=cache_info is not None)
         optimizer = make_optimizer(lr, schedule=lr_schedule, steps=steps, warmup=warmup, clipnorm=clipnorm)
@@ -309,7 +321,7 @@ def train(student, *, teacher=None, data, out, steps, batch=8, patch=128, seed=0
     info["seeds"].append(dict(seeds, start_step=start))
     info.setdefault("history", [])
     info.setdefault("segments", [])
-    segment = {"start_step": start, "resumed_from": resumed_from, "status": "running"}
+    segment = {"start_step": start, "resumed_from": resumed_from, "status": "running", "precision": precision}
     info["segments"].append(segment)
 
     def save_info(status):
@@ -425,6 +437,9 @@ def train(student, *, teacher=None, data, out, steps, batch=8, patch=128, seed=0
     # the best-by-validation weights (final weights when there is no held-out split)
     if best_manager.latest_checkpoint:
         best_ckpt.restore(best_manager.latest_checkpoint).assert_existing_objects_matched()
+    if student is not trained:
+        trained.set_weights(student.get_weights())
+        student = trained
     info["best"] = (dict(_best_record(info["history"], int(best_step.numpy()), float(best_psnr.numpy())),
                          crops=len(val_set), **_reference_scores(val_set, parent, teacher)) if val_set else None)
     result = Path(best_manager.latest_checkpoint or manager.latest_checkpoint or out)
@@ -440,6 +455,7 @@ def train(student, *, teacher=None, data, out, steps, batch=8, patch=128, seed=0
             "seeds": info["seeds"],
             "losses": info["losses"],
             "optimizer": info["optimizer"],
+            "precision": sorted({seg.get("precision", "float32") for seg in info["segments"]}),
         }
         if isinstance(lineage, dict):
             step_record.update(lineage)
