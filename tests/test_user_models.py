@@ -227,6 +227,20 @@ def test_user_unet_trains_distils_and_converts_from_files(unet_files, data_root,
         assert m["parity"]["passed"] and m["stride"] == 4 and m["input_size"] == [100, 100]
 
 
+def test_user_unet_with_batchnorm_and_layernorm_trains_in_bfloat16(unet_files, data_root, tmp_path, capsys):
+    from kd_edge.models.precision import compute_dtype
+
+    _, paths = unet_files
+    code, out, err = _run(capsys, "train-teacher", "--arch", str(paths["keras"]), "--out", str(tmp_path / "t"),
+                          "--precision", "bfloat16", "--data", str(data_root), "--steps", "2", "--batch", "2",
+                          "--patch", "32", "--val-count", "1", "--val-crop", "64", "--no-progress")
+    assert code == 0, err
+    model, manifest = load_model(tmp_path / "t" / "model.keras")
+    assert compute_dtype(model) == "float32" and manifest["lineage"][-1]["precision"] == ["bfloat16"]
+    x = np.random.default_rng(0).random((1, 64, 64, 3)).astype(np.float32)
+    assert np.isfinite(model.predict(x, verbose=0)).all()
+
+
 def test_unknown_student_is_one_line(tmp_path, capsys, data_root):
     code, _, err = _run(capsys, "distill", "--no-teacher", "--student", "edge-nope", "--data", str(data_root),
                         "--steps", "1", "--out", str(tmp_path / "s"))
