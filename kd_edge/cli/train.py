@@ -83,8 +83,8 @@ def common_options(fn):
         click.option("--precision", type=click.Choice(["float32", "bfloat16", "auto"]), default="float32",
                      show_default=True,
                      help="Arithmetic of the trained model (and an online teacher): bfloat16 = mixed bf16 (float32 "
-                          "weights and output layer; 1.1x (edge-s) to 1.4x (edge-m) the steps/s measured on a CPU "
-                          "with avx512_bf16, slower without); auto = bfloat16 where the CPU flags show bf16 units. "
+                          "weights and output layer; 1.1x (edge-s alone) to 1.4x (edge-m, edge-s distilled from "
+                          "edge-m) the steps/s measured on a CPU with avx512_bf16, slower without); auto = bfloat16 where the CPU flags show bf16 units. "
                           "The saved model is float32 either way."),
         click.option("--force", is_flag=True,
                      help="Start over: delete the checkpoints, TensorBoard logs and train.json in --out "
