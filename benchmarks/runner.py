@@ -125,13 +125,19 @@ def _version(dist, module=None):
     return None
 
 
-def host_facts():
-    """CPU model, cores, ISA flags, OS and runtime versions of the machine this runs on."""
-    cpuinfo = _cpuinfo()
+def isa_flags(cpuinfo=None):
+    """The ISA_FLAGS this CPU shows in /proc/cpuinfo (x86 'flags', Arm 'Features'), sorted; [] where unknown."""
+    cpuinfo = _cpuinfo() if cpuinfo is None else cpuinfo
     flags = set()
     for line in cpuinfo.splitlines():
         if line.split(":")[0].strip() in ("flags", "Features"):
             flags.update(line.split(":", 1)[1].split())
+    return sorted(f for f in flags if f in ISA_FLAGS)
+
+
+def host_facts():
+    """CPU model, cores, ISA flags, OS and runtime versions of the machine this runs on."""
+    cpuinfo = _cpuinfo()
     try:
         affinity = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
@@ -154,7 +160,7 @@ def host_facts():
         "cores_logical": os.cpu_count(),
         "cores_physical": _physical_cores(cpuinfo),
         "cores_available": affinity,
-        "isa_flags": sorted(f for f in flags if f in ISA_FLAGS),
+        "isa_flags": isa_flags(cpuinfo),
         "memory_total_mb": mem_total,
         "os": f"{platform.system()} {platform.release()}",
         "os_detail": platform.platform(),

@@ -95,8 +95,9 @@ def _print_summary(result, out_dir, written):
     for name, g in stats.grid_artifacts(result).items():
         click.echo(f"  {name:<{width}}  grid artefacts: worst {g['worst']:.1f} levels added "
                    f"({g['period']}-px lattice; {g['visible']} of {g['n']} images at or above the visible line)")
+    models = {m.name for m in result.models}
     for name, split in stats.region_gains(result).items():
-        if name in {m.name for m in result.models}:
+        if name in models:
             click.echo(f"  {name:<{width}}  gain where blurred {_signed(split['blurred'])}, where not blurred "
                        f"{_signed(split['unblurred'])} (kd_edge.report.regions)")
     click.echo(f"Report: {Path(out_dir) / 'report.html'} (and report.md, per_image.csv, summary.json, "

@@ -21,9 +21,9 @@ MIXED = "mixed_bfloat16"
 
 def cpu_bf16_flags() -> list:
     """The bf16 ISA flags of this CPU (from /proc/cpuinfo; empty where unknown)."""
-    from kd_edge.benchmarks.runner import host_facts
+    from kd_edge.benchmarks.runner import isa_flags
 
-    flags = set(host_facts().get("isa_flags") or [])
+    flags = set(isa_flags())
     return [f for f in BF16_CPU_FLAGS if f in flags]
 
 
@@ -57,7 +57,7 @@ def with_precision(model, precision: str):
         raise ValueError(f"precision must be 'float32' or 'bfloat16', got {precision!r}")
     if compute_dtype(model) == precision:
         return model
-    output_layers = {t._keras_history.layer.name for t in model.outputs}  # noqa: SLF001 - Keras' own link
+    output_layers = set(model.output_names)  # the layers producing the outputs (functional models)
 
     def clone(layer):
         policy = MIXED if precision == "bfloat16" and layer.name not in output_layers else "float32"

@@ -319,10 +319,10 @@ def evaluate(data_dir, model_paths, *, names=None, limit=None, baselines=True, t
                 except Exception as exc:  # noqa: BLE001 - any runtime failure becomes one line naming model and image
                     raise KdEdgeError(f"model {entry.name!r} ({entry.path}) failed on {blur_path}: "
                                       f"{type(exc).__name__}: {_first_line(exc)}") from exc
-            blurred_scored, reference = align_to(blur, sharp, align)
+            aligned = {column: align_to(image, sharp, align) for column, image in outputs.items()}
+            blurred_scored, reference = aligned[BLURRED]  # the reference crop is the same for every column
             mask = regions.blurred_region(blurred_scored, reference)
-            for column, image in outputs.items():
-                scored, reference = align_to(image, sharp, align)
+            for column, (scored, _) in aligned.items():
                 psnr[column][i] = metrics.psnr(scored, reference)
                 ssim[column][i] = metrics.ssim(scored, reference)
                 if column != BLURRED:
