@@ -16,7 +16,6 @@ import tf_keras as keras
 from kd_edge.cli import main
 from kd_edge.errors import InputFileError
 from kd_edge.models import load_model, model_stride
-from kd_edge.models.user_objects import allow_unsafe_lambda
 
 
 def user_unet(levels=2, up="transpose", seed=0):
@@ -50,9 +49,14 @@ def _run(capsys, *args):
 
 
 @pytest.fixture(autouse=True)
-def _safe_lambda_again():
+def _fresh_user_objects(monkeypatch):
+    """Each test starts with no --custom-objects specs and safe Lambda loading, and leaves none behind: the CLI runs
+    in this process, and a spec left registered (a module importable only from a test's tmp dir) would be handed to
+    every later fresh process (e.g. test_bench's runner) and fail it there."""
+    from kd_edge.models import user_objects
+
+    monkeypatch.setattr(user_objects, "_state", {"specs": [], "unsafe_lambda": False})
     yield
-    allow_unsafe_lambda(False)
 
 
 @pytest.fixture(scope="module")
