@@ -220,3 +220,49 @@ def test_saturated_palette_colours_sit_on_the_gamut_faces():
     assert bound(saturated) > 0.5 > bound(natural)
     with pytest.raises(ValueError, match="palette"):
         dead_leaves(rng, 32, palette="neon")
+
+
+def test_a_moving_subject_blurs_only_where_it_moves():
+    from kd_edge.data.moving_subject import blur_moving_subject
+
+    rng = np.random.default_rng(8)
+    image = rng.uniform(0.0, 1.0, (64, 64, 3)).astype(np.float32)
+    kernel = sample_kernel(np.random.default_rng(1), 9, "linear")
+    whole = blur(image, kernel)
+    np.testing.assert_allclose(blur_moving_subject(image, kernel, np.ones((64, 64))), whole, atol=1e-5)
+    np.testing.assert_allclose(blur_moving_subject(image, kernel, np.zeros((64, 64))), image, atol=1e-6)
+    matte = np.zeros((64, 64), np.float32)
+    matte[:, 32:] = 1.0  # the right half moves, the left half is the static background
+    layered = blur_moving_subject(image, kernel, matte)
+    np.testing.assert_allclose(layered[:, :24], image[:, :24], atol=1e-6)  # beyond the kernel's reach: untouched
+    np.testing.assert_allclose(layered[:, 40:], whole[:, 40:], atol=1e-5)  # inside the subject: global blur
+    assert psnr(layered[:, 24:40], image[:, 24:40]) < 30.0  # the subject smears over its edge
+
+
+def test_moving_subject_pairs_keep_the_background_and_are_recorded():
+    options = dict(kernel_min=21, kernel_max=29, moving_subject=1.0, linear_light=True)
+    pairs = [_pair(i, **options) for i in range(6)]
+    for p in pairs:
+        record = p.info["moving_subject"]
+        assert 0.0 < record["share"] <= 1.0 and 1 <= len(record["ellipses"]) <= 3
+        unchanged = np.all(np.abs(p.blur - p.sharp) < 1e-6, axis=2).mean()
+        if record["share"] < 0.5:
+            assert unchanged > 0.2  # the background is the sharp image, to the 8-bit value
+        assert psnr(p.blur, p.sharp) < 40.0  # and the subject is blurred
+    whole = [_pair(i, kernel_min=21, kernel_max=29, linear_light=True) for i in range(6)]
+    assert all("moving_subject" not in p.info for p in whole)
+    assert max(np.all(np.abs(p.blur - p.sharp) < 1e-6, axis=2).mean() for p in whole) < 0.15  # flat areas only
+    with pytest.raises(KdEdgeError, match="moving-subject"):
+        SynthParams(moving_subject=1.5).validate()
+
+
+def test_a_moving_subject_set_has_no_kernel_for_those_pairs_and_regenerates(tmp_path):
+    options = dict(CAMERA_PRESET, moving_subject=0.5, kernel_min=9)
+    meta = synthesize(tmp_path / "a", count=12, size=48, seed=6, test_fraction=0.25, **options)
+    moving = {r["name"] for r in meta["images"] if "moving_subject" in r}
+    assert 0 < len(moving) < 12 and "moving over a static background" in meta["blur_model"]
+    for record in meta["images"]:
+        kernel = tmp_path / "a" / record["split"] / "kernels" / record["name"].replace(".png", ".npy")
+        assert kernel.is_file() == (record["name"] not in moving)
+    regenerate(tmp_path / "a" / "synth.json", tmp_path / "b")
+    assert _tree_digest(tmp_path / "a") == _tree_digest(tmp_path / "b")

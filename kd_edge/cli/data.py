@@ -62,6 +62,10 @@ def data():
 @click.option("--saturated", default=None, type=click.FloatRange(0.0, 1.0), metavar="F",
               help="Share of pairs whose sharp image is dead leaves in saturated colours (a channel at 0 or 1, wide "
                    "flat regions), so a model sees noisy, clipped saturated areas and leaves them flat [0].")
+@click.option("--moving-subject", default=None, type=click.FloatRange(0.0, 1.0), metavar="F",
+              help="Share of blurred pairs where only a subject (a feathered matte of 1-3 ellipses) moves over a "
+                   "static background, as in video of a moving head, so a model learns to leave still regions "
+                   "alone; those pairs have no kernel file [0].")
 @click.option("--defocus", default=None, type=click.FloatRange(min=0.0), metavar="SIGMA",
               help="Add Gaussian defocus, sigma uniform in [0, SIGMA] px per pair, as blur to remove [0: none]. "
                    "Measured in issue 13: it teaches a model to sharpen soft sharp photos.")
@@ -80,7 +84,7 @@ def synth(paths, count, size, seed, test_fraction, camera, photo_fraction, from_
 
     SRC_DIR is a folder of sharp images (tiled or cropped to --size); without it, the photographs bundled
     with scikit-image and procedural dead-leaves images are used (no download). Every kernel is saved
-    as <split>/kernels/<name>.npy and every parameter in OUT_DIR/synth.json.
+    as <split>/kernels/<name>.npy (except a moving subject's) and every parameter in OUT_DIR/synth.json.
     """
     if len(paths) > 2:
         raise click.UsageError(f"expected [SRC_DIR] OUT_DIR, got {len(paths)} paths")

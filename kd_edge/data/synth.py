@@ -28,7 +28,9 @@ the CLI turns them on, see :data:`CAMERA_PRESET`): kernel sizes from 1 px (no bl
 (``kernel_bias``), linear / curved / frame-averaged trajectories beside the random walk (``trajectories``),
 blur in linear light with saturated highlights (``linear_light``, ``highlights``), signal-dependent sensor noise
 (``shot_noise``), JPEG re-compression (``jpeg``, ``jpeg_min``) and untouched sharp pairs (``identity``) so a model
-learns to leave a sharp photo alone (:mod:`kd_edge.data.camera`).
+learns to leave a sharp photo alone (:mod:`kd_edge.data.camera`). ``moving_subject`` blurs only a subject
+that moves over a static background in that share of the blurred pairs (:mod:`kd_edge.data.moving_subject`);
+those pairs have no kernel file, since one kernel no longer describes the image.
 """
 from __future__ import annotations
 
@@ -36,12 +38,13 @@ import json
 import time
 import warnings
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
 from kd_edge.atomic import atomic_path, write_json
-from kd_edge.data import camera
+from kd_edge.data import camera, moving_subject
 from kd_edge.data.kernels import TRAJECTORIES, combine, gaussian_kernel, motion_kernel, sample_kernel  # noqa: F401
 from kd_edge.data.kernels import blur as convolve_kernel
 from kd_edge.errors import InputFileError, KdEdgeError
@@ -86,6 +89,7 @@ class SynthParams:
     soft_sharp: float = 0.0  # share of pairs whose sharp photo is softened first (the softness stays in the target)
     soft_sigma: float = 1.2  # that softening: a Gaussian of sigma uniform in [SOFT_SIGMA_MIN, soft_sigma] px
     saturated: float = 0.0  # share of pairs whose sharp image is saturated dead leaves (colours on the gamut's faces)
+    moving_subject: float = 0.0  # share of blurred pairs where only a subject moves over a static background
 
     def trajectory_kinds(self):
         return [t.strip() for t in str(self.trajectories).split(",") if t.strip()]
@@ -111,7 +115,8 @@ class SynthParams:
                               f"got {self.trajectories!r}")
         if self.kernel_bias <= 0:
             raise KdEdgeError(f"--kernel-bias must be > 0, got {self.kernel_bias}")
-        for name in ("highlights", "srgb_blur", "jpeg", "identity", "builtin_mix", "soft_sharp", "saturated"):
+        for name in ("highlights", "srgb_blur", "jpeg", "identity", "builtin_mix", "soft_sharp", "saturated",
+                     "moving_subject"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise KdEdgeError(f"--{name.replace('_', '-')} is a probability in [0, 1], got {getattr(self, name)}")
         if self.srgb_blur > 0 and not self.linear_light:
@@ -141,7 +146,7 @@ class SynthParams:
 
 CAMERA_KEYS = ("kernel_bias", "trajectories", "linear_light", "highlights", "shot_noise", "jpeg", "jpeg_min",
                "identity", "builtin_mix", "max_side", "srgb_blur", "identity_native", "soft_sharp", "soft_sigma",
-               "saturated")
+               "saturated", "moving_subject")
 SOFT_SIGMA_MIN = 0.3
 # what ``kd-edge data synth --camera`` sets (each can still be overridden by its own option). No Gaussian defocus
 # on the blurred side and 40% of sharp photos softened in the target (issue 13, teachers v8-v12): defocus pairs and
@@ -381,6 +386,10 @@ def _make_pair(index, params: SynthParams, source, spec=None):
     sharp_full = _quantise(region)
     sharp = sharp_full[pad:-pad, pad:-pad]
     extra = {"srgb_blur": True} if srgb_blur else {}
+    spread = partial(convolve_kernel, kernel=kernel)  # the whole frame moves (camera shake)
+    if params.moving_subject > 0 and not untouched and rng.uniform() < params.moving_subject:
+        matte, extra["moving_subject"] = moving_subject.subject_matte(rng, side, params.size)
+        spread = partial(moving_subject.blur_moving_subject, kernel=kernel, matte=matte)  # only the subject moves
     if untouched:
         blurred = sharp.copy()
     elif params.linear_light and not srgb_blur:
@@ -388,10 +397,10 @@ def _make_pair(index, params: SynthParams, source, spec=None):
         if params.highlights > 0 and rng.uniform() < params.highlights:
             extra["highlight_gain"] = round(float(rng.uniform(1.5, 4.0)), 4)
             lin = camera.boost_highlights(lin, extra["highlight_gain"])
-        lin = convolve_kernel(lin, kernel)[pad:-pad, pad:-pad]
+        lin = spread(lin)[pad:-pad, pad:-pad]
         blurred = camera.linear_to_srgb(_shot_noise(lin, rng, params, extra))
     else:  # blur the encoded values: version 1, and the --srgb-blur share (its sensor noise still in linear light)
-        blurred = convolve_kernel(sharp_full, kernel)[pad:-pad, pad:-pad]
+        blurred = spread(sharp_full)[pad:-pad, pad:-pad]
         if srgb_blur and params.shot_noise > 0:
             blurred = camera.linear_to_srgb(_shot_noise(camera.srgb_to_linear(blurred), rng, params, extra))
     noise_sigma = float(rng.uniform(0.0, params.noise)) if params.noise > 0 and not untouched else 0.0
@@ -425,7 +434,8 @@ def _write_pair(job):
     folder = _WORKER["out"] / split
     write_image(folder / "sharp" / name, pair.sharp)
     write_image(folder / "blur" / name, pair.blur)
-    np.save(folder / "kernels" / f"{Path(name).stem}.npy", pair.kernel)
+    if "moving_subject" not in pair.info:  # a moving subject's kernel does not describe the whole image
+        np.save(folder / "kernels" / f"{Path(name).stem}.npy", pair.kernel)
     return {"name": name, "split": split, **pair.info}
 
 
@@ -632,6 +642,9 @@ def _blur_model(params):
                      f"{params.soft_sigma:g} px, kept in the target)")
     if params.saturated:
         parts.append(f"{params.saturated:g} of sharp images saturated dead leaves (colours on the gamut's faces)")
+    if params.moving_subject:
+        parts.append(f"{params.moving_subject:g} of blurred pairs with only a subject moving over a static background "
+                     "(no kernel file for those)")
     return ", ".join(parts)
 
 
