@@ -1,6 +1,7 @@
 """The camera model of `kd-edge data synth` (issue 13): each option does what it claims, and stays reproducible."""
 import hashlib
 import json
+from functools import partial
 
 import numpy as np
 import pytest
@@ -228,12 +229,12 @@ def test_a_moving_subject_blurs_only_where_it_moves():
     rng = np.random.default_rng(8)
     image = rng.uniform(0.0, 1.0, (64, 64, 3)).astype(np.float32)
     kernel = sample_kernel(np.random.default_rng(1), 9, "linear")
-    whole = blur(image, kernel)
-    np.testing.assert_allclose(blur_moving_subject(image, kernel, np.ones((64, 64))), whole, atol=1e-5)
-    np.testing.assert_allclose(blur_moving_subject(image, kernel, np.zeros((64, 64))), image, atol=1e-6)
+    whole, move = blur(image, kernel), partial(blur, kernel=kernel)
+    np.testing.assert_allclose(blur_moving_subject(image, np.ones((64, 64)), move), whole, atol=1e-5)
+    np.testing.assert_allclose(blur_moving_subject(image, np.zeros((64, 64)), move), image, atol=1e-6)
     matte = np.zeros((64, 64), np.float32)
     matte[:, 32:] = 1.0  # the right half moves, the left half is the static background
-    layered = blur_moving_subject(image, kernel, matte)
+    layered = blur_moving_subject(image, matte, move)
     np.testing.assert_allclose(layered[:, :24], image[:, :24], atol=1e-6)  # beyond the kernel's reach: untouched
     np.testing.assert_allclose(layered[:, 40:], whole[:, 40:], atol=1e-5)  # inside the subject: global blur
     assert psnr(layered[:, 24:40], image[:, 24:40]) < 30.0  # the subject smears over its edge
@@ -266,3 +267,43 @@ def test_a_moving_subject_set_has_no_kernel_for_those_pairs_and_regenerates(tmp_
         assert kernel.is_file() == (record["name"] not in moving)
     regenerate(tmp_path / "a" / "synth.json", tmp_path / "b")
     assert _tree_digest(tmp_path / "a") == _tree_digest(tmp_path / "b")
+
+
+def test_a_turn_blurs_more_far_from_its_centre_and_not_at_it():
+    from kd_edge.data.rotation import reach, rotational_blur
+
+    image = np.random.default_rng(2).uniform(0.0, 1.0, (96, 96, 3)).astype(np.float32)
+    np.testing.assert_allclose(rotational_blur(image, (48.0, 48.0), 0.0), image, atol=1e-6)
+    turned = rotational_blur(image, (20.0, 20.0), 8.0)
+    change = np.abs(turned - image).mean(axis=2)
+    assert change[17:24, 17:24].mean() < 0.05 < change[70:, 70:].mean()  # still at the centre, smeared far from it
+    assert reach(96, (0.0, 0.0), 8.0) == pytest.approx(96 * np.sqrt(2) * np.radians(8.0) / 2)
+
+
+def test_turning_pairs_are_recorded_have_no_kernel_file_and_regenerate(tmp_path):
+    pair = _pair(1, kernel_min=1, kernel_max=1, rotation=1.0, rotation_max=10.0)
+    assert abs(pair.info["rotation"]["degrees"]) <= 10.0 and len(pair.info["rotation"]["centre"]) == 2
+    assert psnr(pair.blur, pair.sharp) < 45.0  # a 1 px kernel, yet blurred by the turn
+    assert "rotation" not in _pair(1, kernel_min=1, kernel_max=1).info
+    with pytest.raises(KdEdgeError, match="rotation-max"):
+        SynthParams(rotation=0.5, rotation_max=20.0).validate()
+    options = dict(CAMERA_PRESET, rotation=0.5, moving_subject=0.3, kernel_min=5)
+    meta = synthesize(tmp_path / "a", count=12, size=48, seed=9, test_fraction=0.25, **options)
+    turned = {r["name"] for r in meta["images"] if "rotation" in r}
+    assert 0 < len(turned) < 12 and "turning up to 4 degrees" in meta["blur_model"]
+    for record in meta["images"]:
+        kernel = tmp_path / "a" / record["split"] / "kernels" / record["name"].replace(".png", ".npy")
+        assert kernel.is_file() == (not {"rotation", "moving_subject"} & set(record))
+    regenerate(tmp_path / "a" / "synth.json", tmp_path / "b", workers=2)
+    assert _tree_digest(tmp_path / "a") == _tree_digest(tmp_path / "b")
+
+
+def test_a_turning_folder_set_stays_inside_its_margin(tmp_path):
+    from kd_edge.images import write_image
+
+    src = tmp_path / "src"
+    for i in range(2):
+        write_image(src / f"p{i}.png", np.random.default_rng(i).uniform(0, 1, (72, 80, 3)).astype(np.float32))
+    meta = synthesize(tmp_path / "out", src, count=6, size=64, seed=1, test_fraction=0.0, kernel_min=29,
+                      kernel_max=29, rotation=1.0, rotation_max=15.0)
+    assert all(abs(r["rotation"]["degrees"]) <= 15.0 for r in meta["images"])

@@ -66,6 +66,11 @@ def data():
               help="Share of blurred pairs where only a subject (a feathered matte of 1-3 ellipses) moves over a "
                    "static background, as in video of a moving head, so a model learns to leave still regions "
                    "alone; those pairs have no kernel file [0].")
+@click.option("--rotation", default=None, type=click.FloatRange(0.0, 1.0), metavar="F",
+              help="Share of blurred pairs that also turn in-plane during the exposure (a camera's roll, a turning "
+                   "head): non-uniform blur, none at the centre of the turn; those pairs have no kernel file [0].")
+@click.option("--rotation-max", default=None, type=click.FloatRange(0.0, 15.0, min_open=True), metavar="DEG",
+              help="With --rotation: the turn is uniform in [-DEG, DEG] degrees about a point of the crop [4].")
 @click.option("--defocus", default=None, type=click.FloatRange(min=0.0), metavar="SIGMA",
               help="Add Gaussian defocus, sigma uniform in [0, SIGMA] px per pair, as blur to remove [0: none]. "
                    "Measured in issue 13: it teaches a model to sharpen soft sharp photos.")

@@ -10,7 +10,7 @@ along the kernel ``k`` during the exposure and the background stays:
 
     blurred = k * (alpha I) + (1 - k * alpha) I
 
-where ``*`` is convolution. Where ``alpha`` is 0 and the moving subject never passes, the pixel is the sharp
+where ``*`` is convolution (or any motion of the layer, such as a turn: :mod:`kd_edge.data.rotation`). Where ``alpha`` is 0 and the moving subject never passes, the pixel is the sharp
 background; where ``alpha`` is 1 everywhere it is ordinary global blur. The background behind the subject is
 approximated by the sharp image itself (a single photo has no hidden layer), which is exact away from the
 subject's edges. The matte is a union of one to three ellipses with feathered edges, placed so that the
@@ -19,8 +19,6 @@ subject overlaps the crop; its drawn parameters are recorded.
 from __future__ import annotations
 
 import numpy as np
-
-from kd_edge.data.kernels import blur as convolve_kernel
 
 AXIS_RANGE = (0.15, 0.5)  # semi-axes, as a fraction of the crop side
 FEATHER_RANGE = (0.5, 2.0)  # px: Gaussian softening of the matte's edge (hair, motion of the edge itself)
@@ -52,9 +50,10 @@ def subject_matte(rng, side, crop):
     return np.clip(matte, 0.0, 1.0), {"ellipses": ellipses, "feather": round(feather, 4), "share": round(share, 4)}
 
 
-def blur_moving_subject(image, kernel, matte):
-    """``k * (alpha I) + (1 - k * alpha) I`` for an HxWxC float image, HxW matte and 2-D kernel."""
+def blur_moving_subject(image, matte, move):
+    """``move(alpha I) + (1 - move(alpha)) I`` for an HxWxC float image and an HxW matte; ``move`` is the subject's
+    motion over the exposure as a function of an image (a kernel's convolution, a rotation, or both)."""
     image = np.asarray(image, dtype=np.float32)
-    alpha = np.asarray(matte, dtype=np.float32)[:, :, None]
-    moved_alpha = convolve_kernel(alpha[:, :, 0], kernel)[:, :, None]
-    return (convolve_kernel(alpha * image, kernel) + (1.0 - moved_alpha) * image).astype(np.float32)
+    alpha = np.asarray(matte, dtype=np.float32)
+    moved_alpha = move(alpha)[:, :, None]
+    return (move(alpha[:, :, None] * image) + (1.0 - moved_alpha) * image).astype(np.float32)

@@ -29,8 +29,9 @@ the CLI turns them on, see :data:`CAMERA_PRESET`): kernel sizes from 1 px (no bl
 blur in linear light with saturated highlights (``linear_light``, ``highlights``), signal-dependent sensor noise
 (``shot_noise``), JPEG re-compression (``jpeg``, ``jpeg_min``) and untouched sharp pairs (``identity``) so a model
 learns to leave a sharp photo alone (:mod:`kd_edge.data.camera`). ``moving_subject`` blurs only a subject
-that moves over a static background in that share of the blurred pairs (:mod:`kd_edge.data.moving_subject`);
-those pairs have no kernel file, since one kernel no longer describes the image.
+that moves over a static background in that share of the blurred pairs (:mod:`kd_edge.data.moving_subject`), and
+``rotation`` adds an in-plane turn to the exposure of that share (:mod:`kd_edge.data.rotation`); those pairs have
+no kernel file, since one kernel no longer describes the image.
 """
 from __future__ import annotations
 
@@ -44,7 +45,7 @@ from pathlib import Path
 import numpy as np
 
 from kd_edge.atomic import atomic_path, write_json
-from kd_edge.data import camera, moving_subject
+from kd_edge.data import camera, moving_subject, rotation
 from kd_edge.data.kernels import TRAJECTORIES, combine, gaussian_kernel, motion_kernel, sample_kernel  # noqa: F401
 from kd_edge.data.kernels import blur as convolve_kernel
 from kd_edge.errors import InputFileError, KdEdgeError
@@ -90,6 +91,8 @@ class SynthParams:
     soft_sigma: float = 1.2  # that softening: a Gaussian of sigma uniform in [SOFT_SIGMA_MIN, soft_sigma] px
     saturated: float = 0.0  # share of pairs whose sharp image is saturated dead leaves (colours on the gamut's faces)
     moving_subject: float = 0.0  # share of blurred pairs where only a subject moves over a static background
+    rotation: float = 0.0  # share of blurred pairs that also turn in-plane during the exposure (non-uniform blur)
+    rotation_max: float = 4.0  # that turn: uniform in [-rotation_max, rotation_max] degrees about a point of the crop
 
     def trajectory_kinds(self):
         return [t.strip() for t in str(self.trajectories).split(",") if t.strip()]
@@ -116,7 +119,7 @@ class SynthParams:
         if self.kernel_bias <= 0:
             raise KdEdgeError(f"--kernel-bias must be > 0, got {self.kernel_bias}")
         for name in ("highlights", "srgb_blur", "jpeg", "identity", "builtin_mix", "soft_sharp", "saturated",
-                     "moving_subject"):
+                     "moving_subject", "rotation"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise KdEdgeError(f"--{name.replace('_', '-')} is a probability in [0, 1], got {getattr(self, name)}")
         if self.srgb_blur > 0 and not self.linear_light:
@@ -132,6 +135,8 @@ class SynthParams:
                               "--max-side: it needs both")
         if self.soft_sharp > 0 and not SOFT_SIGMA_MIN <= self.soft_sigma <= 3.0:
             raise KdEdgeError(f"--soft-sigma must be in [{SOFT_SIGMA_MIN}, 3] px, got {self.soft_sigma}")
+        if not 0.0 < self.rotation_max <= MAX_ROTATION:
+            raise KdEdgeError(f"--rotation-max must be in (0, {MAX_ROTATION:g}] degrees, got {self.rotation_max}")
         if not 1 <= self.jpeg_min <= 95:
             raise KdEdgeError(f"--jpeg-min must be a JPEG quality in [1, 95], got {self.jpeg_min}")
 
@@ -146,8 +151,9 @@ class SynthParams:
 
 CAMERA_KEYS = ("kernel_bias", "trajectories", "linear_light", "highlights", "shot_noise", "jpeg", "jpeg_min",
                "identity", "builtin_mix", "max_side", "srgb_blur", "identity_native", "soft_sharp", "soft_sigma",
-               "saturated", "moving_subject")
+               "saturated", "moving_subject", "rotation", "rotation_max")
 SOFT_SIGMA_MIN = 0.3
+MAX_ROTATION = 15.0  # degrees over one exposure
 # what ``kd-edge data synth --camera`` sets (each can still be overridden by its own option). No Gaussian defocus
 # on the blurred side and 40% of sharp photos softened in the target (issue 13, teachers v8-v12): defocus pairs and
 # crisp targets taught the teachers to sharpen soft sharp photos (Levin's im4 at 31.5 dB); with --defocus 0
@@ -361,6 +367,22 @@ def _soften(region, sigma, linear_light):
                                                  gaussian_kernel(sigma)))
 
 
+def _move(image, kernel, turn, pad):
+    """The exposure of ``image`` (a region with ``pad`` px around the crop): the turn about a point of the crop,
+    if any, then the kernel's translation."""
+    if turn is not None:
+        image = rotation.rotational_blur(image, np.asarray(turn["centre"]) + pad, turn["degrees"])
+    return convolve_kernel(image, kernel)
+
+
+def _rotation_margin(params):
+    """The farthest a turn of ``rotation_max`` about any point of the crop moves a pixel of its padded region."""
+    if params.rotation <= 0:
+        return 0
+    corner = (params.size + params.kernel_max + 2) * np.sqrt(2.0)
+    return int(np.ceil(corner * np.radians(params.rotation_max) / 2.0)) + 2
+
+
 def _make_pair(index, params: SynthParams, source, spec=None):
     """One pair. The random draws happen in a fixed order, and an option that is off draws nothing."""
     rng = np.random.default_rng([int(params.seed), int(index)])
@@ -374,6 +396,12 @@ def _make_pair(index, params: SynthParams, source, spec=None):
         kernel = combine(kernel, gaussian_kernel(sigma))
     srgb_blur = params.srgb_blur > 0 and not untouched and rng.uniform() < params.srgb_blur
     pad = kernel.shape[0] // 2 + 1
+    turn = None
+    if params.rotation > 0 and not untouched and rng.uniform() < params.rotation:
+        degrees = float(rng.uniform(-params.rotation_max, params.rotation_max))
+        centre = rng.uniform(0.0, params.size, size=2)  # in the crop
+        turn = {"degrees": round(degrees, 4), "centre": [round(float(c), 2) for c in centre]}
+        pad += int(np.ceil(rotation.reach(params.size + 2 * pad, centre + pad, degrees))) + 1
     side = params.size + 2 * pad
     region, info = source.region(index, rng, side, spec, native=untouched and params.identity_native)
     if params.saturated > 0 and rng.uniform() < params.saturated:
@@ -386,10 +414,12 @@ def _make_pair(index, params: SynthParams, source, spec=None):
     sharp_full = _quantise(region)
     sharp = sharp_full[pad:-pad, pad:-pad]
     extra = {"srgb_blur": True} if srgb_blur else {}
-    spread = partial(convolve_kernel, kernel=kernel)  # the whole frame moves (camera shake)
+    if turn is not None:
+        extra["rotation"] = turn
+    spread = partial(_move, kernel=kernel, turn=turn, pad=pad)  # the whole frame moves (camera shake)
     if params.moving_subject > 0 and not untouched and rng.uniform() < params.moving_subject:
         matte, extra["moving_subject"] = moving_subject.subject_matte(rng, side, params.size)
-        spread = partial(moving_subject.blur_moving_subject, kernel=kernel, matte=matte)  # only the subject moves
+        spread = partial(moving_subject.blur_moving_subject, matte=matte, move=spread)  # only the subject moves
     if untouched:
         blurred = sharp.copy()
     elif params.linear_light and not srgb_blur:
@@ -434,7 +464,7 @@ def _write_pair(job):
     folder = _WORKER["out"] / split
     write_image(folder / "sharp" / name, pair.sharp)
     write_image(folder / "blur" / name, pair.blur)
-    if "moving_subject" not in pair.info:  # a moving subject's kernel does not describe the whole image
+    if not {"moving_subject", "rotation"} & set(pair.info):  # one kernel does not describe those images
         np.save(folder / "kernels" / f"{Path(name).stem}.npy", pair.kernel)
     return {"name": name, "split": split, **pair.info}
 
@@ -488,7 +518,7 @@ def synthesize(out_dir, src_dir=None, *, count=64, size=256, seed=0, test_fracti
         raise InputFileError(out_dir, "already exists and is not empty (use --force to replace it)")
     if src_dir is not None and Path(src_dir).resolve() in out_dir.resolve().parents and force:
         pass  # writing inside the source tree is allowed; the source files themselves are never touched
-    margin = params.kernel_max // 2 + 1 + int(np.ceil(3 * params.defocus)) + 1
+    margin = params.kernel_max // 2 + 1 + int(np.ceil(3 * params.defocus)) + 1 + _rotation_margin(params)
     if src_dir is None:
         if params.count == 0:
             raise KdEdgeError("--count 0 (every tile) needs a SRC_DIR; give the number of pairs to generate")
@@ -645,6 +675,9 @@ def _blur_model(params):
     if params.moving_subject:
         parts.append(f"{params.moving_subject:g} of blurred pairs with only a subject moving over a static background "
                      "(no kernel file for those)")
+    if params.rotation:
+        parts.append(f"{params.rotation:g} of blurred pairs turning up to {params.rotation_max:g} degrees about a point "
+                     "of the crop during the exposure (non-uniform; no kernel file for those)")
     return ", ".join(parts)
 
 
