@@ -307,3 +307,12 @@ def test_a_turning_folder_set_stays_inside_its_margin(tmp_path):
     meta = synthesize(tmp_path / "out", src, count=6, size=64, seed=1, test_fraction=0.0, kernel_min=29,
                       kernel_max=29, rotation=1.0, rotation_max=15.0)
     assert all(abs(r["rotation"]["degrees"]) <= 15.0 for r in meta["images"])
+
+
+def test_srgb_to_linear_takes_bicubic_undershoot_without_a_warning():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the unused branch once raised 'invalid value encountered in power'
+        lin = camera.srgb_to_linear(np.array([-0.2, 0.5], np.float32))
+    np.testing.assert_allclose(lin, [-0.2 / 12.92, ((0.5 + 0.055) / 1.055) ** 2.4], rtol=1e-6)

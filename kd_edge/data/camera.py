@@ -14,7 +14,8 @@ import numpy as np
 def srgb_to_linear(img):
     """sRGB-encoded values in [0, 1] -> linear intensity (IEC 61966-2-1)."""
     img = np.asarray(img, dtype=np.float32)
-    return np.where(img <= 0.04045, img / 12.92, ((img + 0.055) / 1.055) ** 2.4).astype(np.float32)
+    curve = ((np.maximum(img, 0.04045) + 0.055) / 1.055) ** 2.4  # the branch np.where keeps; no NaN from a
+    return np.where(img <= 0.04045, img / 12.92, curve).astype(np.float32)  # bicubic undershoot below -0.055
 
 
 def linear_to_srgb(lin):
