@@ -181,3 +181,32 @@ def test_precision_copy_computes_in_bf16_except_the_output_and_keeps_the_weights
     assert precision.resolve("auto") == ("bfloat16" if precision.cpu_bf16_flags() else "float32")
     with pytest.raises(ValueError, match="--precision"):
         precision.resolve("fp8")
+
+
+def test_export_step_writes_any_kept_checkpoint_with_the_runs_lineage(kd_edge_exe, tiny_data, tmp_path):
+    import numpy as np
+
+    from kd_edge.models import load_model
+
+    run = tmp_path / "run"
+    r = _run(kd_edge_exe, "train-teacher", "--arch", "edge-tiny", "--data", tiny_data, "--steps", "4",
+             "--val-every", "2", "--lr", "3e-3", "--out", run, *TINY)
+    assert r.returncode == 0, r.stderr
+    listed = _run(kd_edge_exe, "export-step", run)
+    assert listed.returncode == 0 and [line.split(":")[0] for line in listed.stdout.splitlines()] == ["step 2", "step 4"]
+    best, manifest = load_model(run / "model.keras")
+    best_step = manifest["lineage"][-1]["best_step"]
+    exported = {}
+    for step in (2, 4):
+        r = _run(kd_edge_exe, "export-step", run, "--step", step, "--out", tmp_path / f"s{step}.keras")
+        assert r.returncode == 0, r.stderr
+        exported[step], m = load_model(tmp_path / f"s{step}.keras")
+        assert m["lineage"][-1]["exported_step"] == step and m["validation"]["step"] == step
+        assert m["lineage"][:-1] == manifest["lineage"][:-1] and m["arch"] == "edge-tiny"
+    same = [all(np.array_equal(a, b) for a, b in zip(exported[s].get_weights(), best.get_weights())) for s in (2, 4)]
+    assert same == [best_step == 2, best_step == 4]  # the run's pick is one of them, the other step differs
+    r = _run(kd_edge_exe, "export-step", run, "--step", "3", "--out", tmp_path / "s3.keras")
+    assert r.returncode == 1 and "no checkpoint of step 3; kept: 2, 4" in r.stderr and not (tmp_path / "s3.keras").exists()
+    before = (run / "model.keras").read_bytes()
+    r = _run(kd_edge_exe, "export-step", run, "--step", "2", "--out", run / "model.keras", "--force")
+    assert r.returncode == 1 and "refusing to overwrite" in r.stderr and (run / "model.keras").read_bytes() == before

@@ -28,6 +28,7 @@ COMMANDS = {
     "models": ("kd_edge.cli.models:models", "List every architecture with its parameters and GMACs."),
     "train-teacher": ("kd_edge.cli.train:train_teacher", "Train a teacher model on a DBlur-layout or synthetic dataset."),
     "distill": ("kd_edge.cli.train:distill", "Distil a teacher into a small student (or train it alone)."),
+    "export-step": ("kd_edge.cli.train:export_step", "Export the model of any kept checkpoint of a training run."),
     "prune": ("kd_edge.cli.compress:prune", "Prune a model: tfmot sparsity or real filter removal."),
     "quantize": ("kd_edge.cli.compress:quantize", "Quantization-aware training, or check which layers quantize."),
     "convert": ("kd_edge.cli.convert:convert", "Convert a model to TFLite, ONNX or Core ML with a parity gate."),
@@ -40,7 +41,7 @@ COMMANDS = {
 # Commands that always import TensorFlow: the CLI imports it first with its start-up noise silenced.
 # (deblur and bench do not: a TFLite or ONNX run must not pay for TensorFlow's memory and start-up.)
 # (models neither: its figures are cached in the package, see kd_edge.cli.models.)
-QUIET_TF_COMMANDS = {"train-teacher", "distill", "prune", "quantize", "convert", "eval"}
+QUIET_TF_COMMANDS = {"train-teacher", "distill", "export-step", "prune", "quantize", "convert", "eval"}
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
 

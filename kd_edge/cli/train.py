@@ -319,3 +319,40 @@ def distill(teacher, student, no_teacher, w_kd, w_feat, teacher_cache, **opts):
     teacher_path = resolve_teacher(teacher)
     return _run(opts, method="distill", student_arch=student, teacher_path=teacher_path, w_kd=w_kd, w_feat=w_feat,
                 teacher_cache=teacher_cache)
+
+
+@click.command("export-step", context_settings=CONTEXT)
+@click.argument("run_dir", metavar="RUN_DIR", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--step", type=click.IntRange(min=0), default=None,
+              help="The checkpoint to export (ckpt/ckpt-<step>); without it, list the kept steps.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="The .keras file to write.")
+@click.option("--force", is_flag=True, help="Replace --out if it exists.")
+@model_loading_options
+def export_step(run_dir, step, out, force):
+    """Export the model of any kept checkpoint of a train-teacher / distill run, with the run's lineage.
+
+    A run's model.keras holds its best-by-validation step; on a flat validation curve another step may be the
+    better model. Without --step, lists the kept steps and their validation scores.
+
+    Example: kd-edge export-step runs/teacher --step 14000 --out runs/teacher-step14000.keras
+    """
+    from kd_edge.distill.export_step import _validation_at, export_step as export, kept_steps
+
+    if not run_dir.is_dir():
+        raise InputFileError(run_dir, "no such run folder")
+    if step is None:
+        steps = kept_steps(run_dir)
+        if not steps:
+            raise InputFileError(run_dir / "ckpt", "no kept checkpoints")
+        for s in steps:
+            v = _validation_at(run_dir, s)
+            click.echo(f"step {s}" + (f": validation {v['psnr']:.2f} dB" if v and v.get("psnr") is not None else ""))
+        return
+    if out is None:
+        raise click.UsageError("--out is required with --step")
+    if out.suffix != ".keras":
+        raise click.UsageError(f"--out {out}: a model file must end in .keras")
+    if out.exists() and not force:
+        raise InputFileError(out, "already exists (use --force to replace it)")
+    manifest = export(run_dir, step, out)
+    click.echo(f"wrote {out} (+ {out.name}.json): step {step} of {run_dir}, sha256 {manifest['sha256'][:12]}")
