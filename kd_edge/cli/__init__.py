@@ -40,8 +40,9 @@ COMMANDS = {
 
 # Commands that always import TensorFlow: the CLI imports it first with its start-up noise silenced.
 # (deblur and bench do not: a TFLite or ONNX run must not pay for TensorFlow's memory and start-up.)
-# (models neither: its figures are cached in the package, see kd_edge.cli.models.)
-QUIET_TF_COMMANDS = {"train-teacher", "distill", "export-step", "prune", "quantize", "convert", "eval"}
+# (models neither: its figures are cached in the package, see kd_edge.cli.models; export-step imports it only to
+# export, not to list a run's steps.)
+QUIET_TF_COMMANDS = {"train-teacher", "distill", "prune", "quantize", "convert", "eval"}
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
 

@@ -84,7 +84,8 @@ def common_options(fn):
                      show_default=True,
                      help="Arithmetic of the trained model (and an online teacher): bfloat16 = mixed bf16 (float32 "
                           "weights and output layer; 1.1x (edge-s alone) to 1.4x (edge-m, edge-s distilled from "
-                          "edge-m) the steps/s measured on a CPU with avx512_bf16, slower without); auto = bfloat16 where the CPU flags show bf16 units. "
+                          "edge-m) the steps/s measured on a CPU with avx512_bf16, slower without); auto = bfloat16 "
+                          "where the CPU flags show bf16 units. "
                           "The saved model is float32 either way."),
         click.option("--force", is_flag=True,
                      help="Start over: delete the checkpoints, TensorBoard logs and train.json in --out "
@@ -336,7 +337,7 @@ def export_step(run_dir, step, out, force):
 
     Example: kd-edge export-step runs/teacher --step 14000 --out runs/teacher-step14000.keras
     """
-    from kd_edge.distill.export_step import _validation_at, export_step as export, kept_steps
+    from kd_edge.distill.export_step import export_step as export, kept_steps, validation_at
 
     if not run_dir.is_dir():
         raise InputFileError(run_dir, "no such run folder")
@@ -345,7 +346,7 @@ def export_step(run_dir, step, out, force):
         if not steps:
             raise InputFileError(run_dir / "ckpt", "no kept checkpoints")
         for s in steps:
-            v = _validation_at(run_dir, s)
+            v = validation_at(run_dir, s)
             click.echo(f"step {s}" + (f": validation {v['psnr']:.2f} dB" if v and v.get("psnr") is not None else ""))
         return
     if out is None:
@@ -354,5 +355,9 @@ def export_step(run_dir, step, out, force):
         raise click.UsageError(f"--out {out}: a model file must end in .keras")
     if out.exists() and not force:
         raise InputFileError(out, "already exists (use --force to replace it)")
+    from kd_edge.quiet_import import import_tensorflow_quietly, is_quiet
+
+    if is_quiet():  # only exporting needs TensorFlow; listing the steps answers without it
+        import_tensorflow_quietly()
     manifest = export(run_dir, step, out)
     click.echo(f"wrote {out} (+ {out.name}.json): step {step} of {run_dir}, sha256 {manifest['sha256'][:12]}")

@@ -379,8 +379,8 @@ def _rotation_margin(params):
     """The farthest a turn of ``rotation_max`` about any point of the crop moves a pixel of its padded region."""
     if params.rotation <= 0:
         return 0
-    corner = (params.size + params.kernel_max + 2) * np.sqrt(2.0)
-    return int(np.ceil(corner * np.radians(params.rotation_max) / 2.0)) + 2
+    padded = params.size + params.kernel_max + 2  # the crop and the widest kernel's pad; a centre in a corner
+    return int(np.ceil(rotation.reach(padded, (0.0, 0.0), params.rotation_max))) + 2
 
 
 def _make_pair(index, params: SynthParams, source, spec=None):

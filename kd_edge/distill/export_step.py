@@ -36,28 +36,28 @@ def export_step(run_dir, step: int, out):
     if not source.is_file():
         raise InputFileError(run_dir, "not a finished training run (no model.keras to take the architecture from)")
     steps = kept_steps(run_dir)
+    checkpoint = run_dir / "ckpt" / f"ckpt-{step}"
     if int(step) not in steps:
         raise InputFileError(run_dir / "ckpt", f"no checkpoint of step {step}; kept: "
                                                f"{', '.join(map(str, steps)) or 'none'}")
     if out.resolve() == source.resolve():
         raise KdEdgeError(f"{out}: that is the run's own model.keras; refusing to overwrite it (choose another --out)")
     model, manifest = load_model(source)
-    status = tf.train.Checkpoint(student=model).restore(str(run_dir / "ckpt" / f"ckpt-{step}"))
+    status = tf.train.Checkpoint(student=model).restore(str(checkpoint))
     try:
         status.assert_existing_objects_matched()
     except AssertionError as exc:
-        raise InputFileError(run_dir / "ckpt" / f"ckpt-{step}",
-                             f"does not match the run's model ({str(exc).splitlines()[0]})") from None
+        raise InputFileError(checkpoint, f"does not match the run's model ({str(exc).splitlines()[0]})") from None
     status.expect_partial()  # the optimizer's slots and the best-score counters are not wanted here
     lineage = list(manifest.get("lineage") or [])
     record = dict(lineage[-1]) if lineage else {}
     record.update(best_step=int(step), exported_step=int(step), exported_from=f"ckpt/ckpt-{step}")
-    validation = _validation_at(run_dir, step)
+    validation = validation_at(run_dir, step)
     return save_model(model, out, arch=manifest.get("arch"), config=manifest.get("config"),
                       lineage=lineage[:-1] + [record], extra={"validation": validation})
 
 
-def _validation_at(run_dir, step):
+def validation_at(run_dir, step):
     """The run's validation record at ``step`` (train.json history), or None when it did not validate there."""
     path = Path(run_dir) / "train.json"
     try:
