@@ -31,6 +31,8 @@ COMMANDS = {
     "export-step": ("kd_edge.cli.train:export_step", "Export the model of any kept checkpoint of a training run."),
     "prune": ("kd_edge.cli.compress:prune", "Prune a model: tfmot sparsity or real filter removal."),
     "quantize": ("kd_edge.cli.compress:quantize", "Quantization-aware training, or check which layers quantize."),
+    "bound-attention": ("kd_edge.cli.compress:bound_attention",
+                        "Bound a trained model's channel attention so no input can make it run away."),
     "convert": ("kd_edge.cli.convert:convert", "Convert a model to TFLite, ONNX or Core ML with a parity gate."),
     "bench": ("kd_edge.cli.bench:bench", "Benchmark latency and memory here, over ssh or on a phone."),
     "deblur": ("kd_edge.cli.deblur:deblur", "Deblur images of any size with tiled inference."),
@@ -42,7 +44,7 @@ COMMANDS = {
 # (deblur and bench do not: a TFLite or ONNX run must not pay for TensorFlow's memory and start-up.)
 # (models neither: its figures are cached in the package, see kd_edge.cli.models; export-step imports it only to
 # export, not to list a run's steps.)
-QUIET_TF_COMMANDS = {"train-teacher", "distill", "prune", "quantize", "convert", "eval"}
+QUIET_TF_COMMANDS = {"train-teacher", "distill", "prune", "quantize", "bound-attention", "convert", "eval"}
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
 

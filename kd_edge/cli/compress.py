@@ -1,4 +1,5 @@
-"""``kd-edge prune`` (tfmot sparsity or real filter removal) and ``kd-edge quantize`` (QAT, PTQ, --check).
+"""``kd-edge prune`` (tfmot sparsity or real filter removal), ``kd-edge quantize`` (QAT, PTQ, --check) and
+``kd-edge bound-attention`` (rewrite a trained model's channel attention to be bounded).
 
 TensorFlow is imported only when a command runs.
 """
@@ -196,3 +197,52 @@ def quantize(model, check_only, qat, ptq, steps, out, teacher, data, batch, patc
     if json_path:
         write_json(json_path, report)
     click.echo(f"report: {Path(out) / 'quantize_report.json'}")
+
+
+@click.command("bound-attention", context_settings=CONTEXT_SETTINGS)
+@click.argument("model", type=click.Path())
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="The .keras file to write.")
+@click.option("--calib", type=click.Path(exists=True, file_okay=False),
+              help="Calibration images (DBlur root: its blurred images, or an image folder); default: the built-in "
+                   "synthetic blurred set. Training-like images, never the photos you evaluate on.")
+@click.option("--calib-count", default=32, show_default=True, type=click.IntRange(1, 10000))
+@click.option("--calib-size", default=256, show_default=True, type=click.IntRange(8),
+              help="Side of the calibration crops (rounded down to the model's stride).")
+@click.option("--margin", default=1.5, show_default=True, type=click.FloatRange(min=1.0),
+              help="c = margin x the largest attention weight seen: larger keeps the outputs closer, smaller "
+                   "bounds the activations tighter.")
+@click.option("--force", is_flag=True, help="Replace --out if it exists.")
+@model_loading_options
+def bound_attention(model, out, calib, calib_count, calib_size, margin, force):
+    """Bound the channel attention of a trained edge-* model (x * w -> x * c tanh(w / c), folded into its
+    convolutions), so no input can make its activations run away; the output on photos barely changes.
+
+    Models trained before kd-edge's bounded attention have NAFNet's x * conv(mean(x)), quadratic in x: on a
+    checkerboard their activations can pass fp16's range or become NaN. Fresh builds are bounded already.
+
+    Example: kd-edge bound-attention runs/student/model.keras --calib runs/data --out runs/student-bounded.keras
+    """
+    from kd_edge.errors import InputFileError
+    from kd_edge.models.attention_bound import bound_attention_file
+
+    if out.suffix != ".keras":
+        raise click.UsageError(f"--out {out}: a model file must end in .keras")
+    if not Path(model).is_file():
+        raise InputFileError(model, "no such model file")
+    if out.exists() and not force:
+        raise InputFileError(out, "already exists (use --force to replace it)")
+    from kd_edge.models.saving import read_manifest
+
+    if read_manifest(model) is None:
+        click.echo(f"note: {model} has no manifest (.keras.json): the new model's lineage starts at this step")
+    manifest = bound_attention_file(model, out, calib=calib, calib_count=calib_count, calib_size=calib_size,
+                                    margin=margin)
+    step = manifest["lineage"][-1]
+    change, peak = step["output_change_on_calibration_psnr_db"], step["largest_activation_on_stress_inputs"]
+    scales = [row["scale"] for row in step["layers"].values()]
+    click.echo(f"bounded {len(scales)} channel attention layers (margin {step['margin']}; scales "
+               f"{min(scales):.2f}..{max(scales):.2f})")
+    click.echo(f"output change on {step['calibration']['images']} calibration images: {change['min']:.1f} dB at worst, "
+               f"{change['mean']:.1f} dB mean (PSNR of the new output against the old)")
+    click.echo(f"largest activation on the stress inputs: {peak['before']} -> {peak['after']}")
+    click.echo(f"wrote {out} (+ {out.name}.json), sha256 {manifest['sha256'][:12]}")

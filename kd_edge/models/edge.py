@@ -36,13 +36,23 @@ Numerical safety for any input (``gate="tanh"``, ``output="bounded"``, the defau
   stress input. The sigmoid defaults were rewritten without it, weights untouched
   (:func:`kd_edge.models.gate_clip.rewrite_gate_clip`), and today's tanh defaults were trained without it; models
   saved with a clip keep it until rewritten.
+* the channel attention is ``x * tanh(conv1x1(mean(x)))`` (``attention="tanh"``), not NAFNet's
+  ``x * conv1x1(mean(x))`` (``attention="linear"``, every model trained before this option). The plain form is
+  ``x`` times a linear function of its own mean: quadratic, so it compounds over depth as the product gates did,
+  only later. On a 4-px checkerboard every embedded model of the linear form grew inside (v15 teacher 6.5e7; the
+  v22 student 7.1e19 and its teacher 3.7e14, far past fp16's 65504) while its raw output stayed bounded by the
+  output squash, and a student distilled 6,000 steps further gave NaN there (inf - inf). With the tanh every
+  layer is at most linear in its input, so activations are bounded for any input in [0, 1] by the product of the
+  layers' gains. Trained models of the linear form are rewritten by :mod:`kd_edge.models.attention_bound`
+  (``kd-edge bound-attention``): ``x * c tanh(w / c)`` per layer, ``c`` a margin over the largest attention
+  weight seen on calibration images, folded into the convolutions, so their outputs on photos barely change.
 * the output is ``BoundedResidual``: ``x + tanh``-squashed residual that cannot leave [-0.25, 1.25]. This is a
   guarantee by construction, in float and (up to the output scale) in int8, not a property of the training data.
 * measured on the adversarial list of :mod:`kd_edge.stress_inputs` (black, white, saturated colours, hard edges,
   noise, checkerboards, real photos): ``benchmarks/results/realdata_*.json`` holds the raw output ranges of the
   old and new defaults in Keras, tflite-fp16 and tflite-int8.
-* ``gate="product"``, ``output="residual"`` rebuild the first design, ``gate="sigmoid"`` the second (old ``.keras``
-  files load unchanged).
+* ``gate="product"``, ``output="residual"`` rebuild the first design, ``gate="sigmoid"`` the second,
+  ``attention="linear"`` NAFNet's attention of every design before this one (old ``.keras`` files load unchanged).
 
 Normalisation: none. NAFNet uses LayerNorm; we drop it on purpose:
 
@@ -82,6 +92,7 @@ EDGE_DEFAULTS = {
     **EDGE_BLOCK_DEFAULTS,
 }
 GATES = SimpleGate.MODES
+ATTENTIONS = ("tanh", "linear")
 OUTPUTS = ("bounded", "residual")
 
 
@@ -97,7 +108,7 @@ def _init(scale):
 
 def naf_block(x, channels, *, name, dw_expand=EDGE_DEFAULTS["dw_expand"], dw_kernel=EDGE_DEFAULTS["dw_kernel"],
               ffn_expand=EDGE_DEFAULTS["ffn_expand"], residual_init_scale=EDGE_DEFAULTS["residual_init_scale"],
-              gate=EDGE_DEFAULTS["gate"], out_name=None):
+              gate=EDGE_DEFAULTS["gate"], attention=EDGE_DEFAULTS["attention"], out_name=None):
     """One NAFNet block without normalisation (see the module docstring); returns a tensor of ``channels``.
 
     ``out_name`` renames the block's final ``Add`` (used for ``enc{i}_out``, ``bottleneck_out``, ``dec{i}_out``).
@@ -106,7 +117,7 @@ def naf_block(x, channels, *, name, dw_expand=EDGE_DEFAULTS["dw_expand"], dw_ker
     y = keras.layers.Conv2D(dw_ch, 1, name=f"{name}_pw1")(x)
     y = keras.layers.DepthwiseConv2D(dw_kernel, padding="same", name=f"{name}_dw")(y)
     y = SimpleGate(mode=gate, clip=gate_clip(gate), name=f"{name}_gate1")(y)
-    y = channel_attention(y, dw_ch // 2, name=f"{name}_sca")
+    y = channel_attention(y, dw_ch // 2, name=f"{name}_sca", bounded=attention == "tanh")
     y = keras.layers.Conv2D(channels, 1, kernel_initializer=_init(residual_init_scale), name=f"{name}_pw2")(y)
     x = keras.layers.Add(name=f"{name}_add1")([x, y])
 
@@ -120,7 +131,7 @@ def naf_block(x, channels, *, name, dw_expand=EDGE_DEFAULTS["dw_expand"], dw_ker
 def build_edge(*, input_size=None, name="edge", width, enc_blocks, middle_blocks, dec_blocks,
                dw_expand=EDGE_DEFAULTS["dw_expand"], dw_kernel=EDGE_DEFAULTS["dw_kernel"],
                ffn_expand=EDGE_DEFAULTS["ffn_expand"], residual_init_scale=EDGE_DEFAULTS["residual_init_scale"],
-               gate=EDGE_DEFAULTS["gate"], output=EDGE_DEFAULTS["output"]):
+               gate=EDGE_DEFAULTS["gate"], attention=EDGE_DEFAULTS["attention"], output=EDGE_DEFAULTS["output"]):
     """Build a NAFNet-style edge U-Net. ``input_size`` None -> (None, None, 3), else (H, W) already checked."""
     enc_blocks = [int(n) for n in enc_blocks]
     dec_blocks = [int(n) for n in dec_blocks]
@@ -136,10 +147,12 @@ def build_edge(*, input_size=None, name="edge", width, enc_blocks, middle_blocks
         raise ValueError(f"dw_kernel must be an odd number >= 1, got {dw_kernel}")
     if gate not in GATES:
         raise ValueError(f"gate must be one of {', '.join(GATES)}, got {gate!r}")
+    if attention not in ATTENTIONS:
+        raise ValueError(f"attention must be one of {', '.join(ATTENTIONS)}, got {attention!r}")
     if output not in OUTPUTS:
         raise ValueError(f"output must be one of {', '.join(OUTPUTS)}, got {output!r}")
     kw = {"dw_expand": int(dw_expand), "dw_kernel": int(dw_kernel), "ffn_expand": int(ffn_expand),
-          "residual_init_scale": float(residual_init_scale), "gate": gate}
+          "residual_init_scale": float(residual_init_scale), "gate": gate, "attention": attention}
 
     h, w = (None, None) if input_size is None else input_size
     inputs = keras.Input((h, w, 3), name="input")

@@ -179,13 +179,19 @@ class BoundedResidual(keras.layers.Layer, PrunableLayer):
         return {**super().get_config(), "low": self.low, "high": self.high}
 
 
-def channel_attention(x, channels, *, name, kernel_initializer="glorot_uniform"):
-    """NAFNet's simplified channel attention from built-in layers: ``x * conv1x1(mean_hw(x))``.
+def channel_attention(x, channels, *, name, kernel_initializer="glorot_uniform", bounded=True):
+    """NAFNet's simplified channel attention from built-in layers: ``x * tanh(conv1x1(mean_hw(x)))`` when
+    ``bounded`` (the default), NAFNet's ``x * conv1x1(mean_hw(x))`` otherwise.
 
-    Layers are named ``<name>_pool``, ``<name>_conv`` and ``<name>_mul`` (the structured pruner keys on it).
+    The plain form is quadratic in ``x`` (``x`` times a linear function of its own mean), so a chain of blocks
+    grows doubly exponentially on inputs unlike the training data; bounded, it is at most linear (``|out| <= |x|``;
+    see :mod:`kd_edge.models.attention_bound`). The tanh is the convolution's own activation (TFLite: CONV_2D +
+    TANH; tfmot quantizes it as a pre-activation quantizer). Layers are named ``<name>_pool``, ``<name>_conv`` and
+    ``<name>_mul`` (the structured pruner keys on it).
     """
     pooled = keras.layers.GlobalAveragePooling2D(keepdims=True, name=f"{name}_pool")(x)
-    weights = keras.layers.Conv2D(channels, 1, kernel_initializer=kernel_initializer, name=f"{name}_conv")(pooled)
+    weights = keras.layers.Conv2D(channels, 1, kernel_initializer=kernel_initializer,
+                                  activation="tanh" if bounded else None, name=f"{name}_conv")(pooled)
     return keras.layers.Multiply(name=f"{name}_mul")([x, weights])
 
 

@@ -32,7 +32,7 @@ class ArchSpec:
 
 # The block design every edge-* size shares; kd_edge.models.edge takes its own defaults from here (one place).
 EDGE_BLOCK_DEFAULTS = {"dw_expand": 2, "dw_kernel": 3, "ffn_expand": 2, "residual_init_scale": 0.1, "gate": "tanh",
-                       "output": "bounded"}
+                       "attention": "tanh", "output": "bounded"}
 
 ARCHITECTURES = {
     spec.name: spec
