@@ -150,16 +150,20 @@ def evaluate(model_path, pairs):
             "sha256": manifest.get("sha256"), "model": str(model_path)}
 
 
-def evaluate_last_checkpoint(run_dir, arch, pairs):
-    """Held-out scores of a run's last checkpoint (its final step), beside the exported best-by-validation model."""
+def evaluate_last_checkpoint(run_dir, pairs):
+    """Held-out scores of a run's last checkpoint (its final step), beside the exported best-by-validation model.
+
+    The weights go into the run's own network (its model.keras), not a fresh build of its architecture name: the
+    builds' defaults change (edge-* attention became bounded), a checkpoint's variables do not say which they had.
+    """
     import tensorflow as tf
 
-    from kd_edge.models import build
+    from kd_edge.models import load_model
 
     latest = tf.train.latest_checkpoint(str(Path(run_dir) / "ckpt"))
     if latest is None:
         return None
-    model = build(arch)
+    model, _ = load_model(Path(run_dir) / "model.keras")
     tf.train.Checkpoint(student=model).restore(latest).expect_partial()
     return {**scores(model, pairs), "checkpoint": latest}
 
@@ -300,8 +304,7 @@ def measure(record, a, out, teacher_model, data, target):
     results = {"blurred": blurred, "teacher": evaluate(teacher_model, pairs),
                "distilled": evaluate(out / "distilled" / "model.keras", pairs),
                "alone": evaluate(out / "alone" / "model.keras", pairs)}
-    arch = results["alone"]["arch"]
-    final = {name: evaluate_last_checkpoint(out / name, arch, pairs) for name in ("distilled", "alone")}
+    final = {name: evaluate_last_checkpoint(out / name, pairs) for name in ("distilled", "alone")}
     if all(final.values()):
         results["distilled_final_step"], results["alone_final_step"] = final["distilled"], final["alone"]
     record["heldout"] = {"root": str(heldout_root), "images": len(pairs),

@@ -210,3 +210,27 @@ def test_export_step_writes_any_kept_checkpoint_with_the_runs_lineage(kd_edge_ex
     before = (run / "model.keras").read_bytes()
     r = _run(kd_edge_exe, "export-step", run, "--step", "2", "--out", run / "model.keras", "--force")
     assert r.returncode == 1 and "refusing to overwrite" in r.stderr and (run / "model.keras").read_bytes() == before
+
+
+def test_a_run_records_its_attention_and_a_run_from_before_bounded_attention_resumes_as_it_was(
+        kd_edge_exe, tiny_data, tmp_path):
+    """Fresh edge-* builds bound their channel attention; a checkpoint of a run started before that (its train.json
+    has no "attention") resumes into NAFNet's linear attention, the network its weights were trained in."""
+    from kd_edge.models import load_model
+    from kd_edge.models.attention_bound import attention_form
+
+    out = tmp_path / "run"
+    r = _run(kd_edge_exe, "train-teacher", "--arch", "edge-tiny", "--data", tiny_data, "--steps", "2", "--out", out,
+             *TINY)
+    assert r.returncode == 0, r.stderr
+    info = json.loads((out / "train.json").read_text())
+    assert info["run"]["attention"] == "tanh"
+    assert attention_form(load_model(out / "model.keras")[0]) == "tanh"
+    del info["run"]["attention"]  # what a kd-edge from before the bounded attention wrote
+    (out / "train.json").write_text(json.dumps(info))
+    r = _run(kd_edge_exe, "train-teacher", "--arch", "edge-tiny", "--data", tiny_data, "--steps", "3", "--out", out,
+             *TINY)
+    assert r.returncode == 0, r.stderr
+    model, manifest = load_model(out / "model.keras")
+    assert attention_form(model) == "linear" and manifest["config"]["attention"] == "linear"
+    assert json.loads((out / "train.json").read_text())["run"]["attention"] == "linear"

@@ -129,6 +129,26 @@ def _check_resume_matches(out, what):
                               f"use --force to start over or another --out")
 
 
+def _build_overrides(out, arch):
+    """Overrides for building ``arch`` by name in run folder ``out``: a run resumed from a checkpoint made before
+    edge-* builds bounded their channel attention (its train.json records no ``attention``) rebuilds NAFNet's linear
+    attention, so its weights go back into the network they were trained in. Empty for a new run."""
+    import json
+
+    from kd_edge.models.registry import get_spec
+
+    if arch is None or "attention" not in get_spec(arch).defaults:
+        return {}
+    info_path = Path(out) / "train.json"
+    if not (Path(out) / "ckpt" / "checkpoint").is_file() or not info_path.is_file():
+        return {}
+    try:
+        previous = json.loads(info_path.read_text()).get("run", {})
+    except ValueError:
+        return {}
+    return {"attention": previous.get("attention", "linear")}
+
+
 def _setup_tf(opts):
     from kd_edge.distill.strategies import split_cpu
 
@@ -171,9 +191,10 @@ def _run(opts, *, method, student_arch, teacher_path=None, use_teacher=True, w_k
 
     tf_keras.utils.set_random_seed(int(opts["seed"]))
     lineage = None
+    overrides = _build_overrides(out, arch) if student_file is None else {}
     with strategy.scope():
         if student_file is None:
-            student = build(arch)
+            student = build(arch, **overrides)
         else:  # the user's own model: training starts from the weights in the file
             student, own = load_model(student_file)
             arch = own.get("arch")
@@ -204,6 +225,17 @@ def _run(opts, *, method, student_arch, teacher_path=None, use_teacher=True, w_k
     return 0
 
 
+def _run_info(method, run_arch, student):
+    """What a resumed run must match, and the student's attention form (so a resume rebuilds the same network)."""
+    from kd_edge.models.attention_bound import attention_form
+
+    info = {"method": method, "arch": run_arch}
+    form = attention_form(student)
+    if form is not None:
+        info["attention"] = form
+    return info
+
+
 def _train(train, student, teacher, root, out, weights, strategy, opts, *, method, student_arch, run_arch, command,
            teacher_info, lineage=None, teacher_cache=None):
     return train(
@@ -217,7 +249,7 @@ def _train(train, student, teacher, root, out, weights, strategy, opts, *, metho
         debug_nan_at_step=opts["debug_nan_at_step"],
         max_seconds=opts["time_budget"] * 60.0 if opts["time_budget"] else None,
         val_sharp=opts["val_sharp"], harm_count=opts["val_sharp_count"], harm_floor=opts["val_sharp_floor"],
-        run_info={"method": method, "arch": run_arch}, precision=_precision(opts["precision"]),
+        run_info=_run_info(method, run_arch, student), precision=_precision(opts["precision"]),
     )
 
 

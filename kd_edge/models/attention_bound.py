@@ -59,6 +59,16 @@ def is_bounded(layer) -> bool:
     return getattr(layer.activation, "__name__", "") == "tanh"
 
 
+def attention_form(model):
+    """"tanh" when every channel attention of ``model`` is bounded, "linear" when none is, "mixed", or None when the
+    model has none (tfmot-wrapped layers are looked through)."""
+    convs = [getattr(layer, "layer", layer) for layer in model.layers if layer.name.endswith(CONV_SUFFIX)]
+    if not convs:
+        return None
+    bounded = sum(is_bounded(conv) for conv in convs)
+    return "tanh" if bounded == len(convs) else "linear" if bounded == 0 else "mixed"
+
+
 def attention_maxima(model, images, *, batch_size=8):
     """``{attention conv name: largest |w| over images}`` (``w`` before any activation)."""
     import tf_keras as keras
