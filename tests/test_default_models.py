@@ -41,7 +41,7 @@ def test_student_is_smaller_than_teacher_and_distilled_from_it():
     # the embedded teacher: the same file, or the one its later rewrites came from
     distilled = [step for step in student["lineage"] if step["method"] == "distill"][-1]
     teacher_files = {teacher["sha256"]} | {step["from_sha256"] for step in teacher["lineage"]
-                                           if step["method"] == "set-gate-clip"}
+                                           if step["method"] in ("set-gate-clip", "bound-attention")}
     assert distilled["teacher"]["sha256"] in teacher_files
 
 
@@ -61,6 +61,24 @@ def test_default_models_have_clip_free_gates():
     qat, manifest = load_model(default_qat_path())
     config = json.dumps(qat.get_config())
     assert '"SimpleGate"' in config and '"clip": 16.0' not in config
+
+
+def test_default_models_stay_within_fp16_range_inside_on_every_stress_input():
+    """Issue 13: every intermediate activation stays bounded, not only the output. NAFNet's channel attention
+    (x * conv(mean(x))) is quadratic: on a 4-px checkerboard the unbounded v22 student reached 7.1e19 inside and a
+    longer-trained one NaN. The embedded models' attention is bounded (kd-edge bound-attention), so each stays
+    finite and inside fp16's range (65504), as a mobile GPU delegate needs."""
+    from kd_edge.models import load_model
+    from kd_edge.models.attention_bound import attention_layers, is_bounded, largest_activation
+    from kd_edge.models.complexity import model_stride
+    from kd_edge.stress_inputs import stress_inputs
+
+    for role in ("teacher", "student"):
+        model, manifest = load_model(default_model_path(role))
+        assert all(is_bounded(conv) for conv, _ in attention_layers(model)), role
+        images = stress_inputs(64, stride=model_stride(model))
+        peak, where = largest_activation(model, [image for _, image in images])
+        assert peak < 65504, (role, peak, images[where][0])
 
 
 def test_model_card_records_how_the_weights_were_made():
