@@ -10,8 +10,9 @@ into
     Split(axis 1) -> Mul(half 0, [Sigmoid] half 1)
 
 and, when the gate feeds simplified channel attention before the transpose back
-(``g * Reshape(Conv1x1(Reshape(ReduceMean(g, axes 1,2))))``), moves that tail to NCHW too: the mean over axes 2,3
-and the attention vector straight from the 1x1 convolution. Only patterns whose intermediate tensors nothing else
+(``g * Reshape([Tanh](Conv1x1(Reshape(ReduceMean(g, axes 1,2)))))``, the Tanh of the bounded attention of today's
+builds), moves that tail to NCHW too: the mean over axes 2,3 and the attention vector straight from the 1x1
+convolution (or its Tanh). Only patterns whose intermediate tensors nothing else
 reads are touched. The result is the same function (the converter's parity gate checks it against the Keras model
 like any artifact); only the memory layout changes.
 """
@@ -72,7 +73,8 @@ def fold_gate_transposes(model):
         return node is not None and node.op_type == "Transpose" and _attr(node, "perm") == TO_NCHW
 
     def attention_tail(gate):
-        """(mean, reshape_out, conv, mul) of ``gate * Reshape(Conv(Reshape(ReduceMean(gate))))``, or None."""
+        """(mean, reshape_out, conv, mul, squash) of ``gate * Reshape([squash](Conv(Reshape(ReduceMean(gate)))))``,
+        squash a Tanh or Sigmoid or None; None when the pattern is not there."""
         found = users(gate.output[0])
         if len(found) != 2 or {n.op_type for n in found} != {"ReduceMean", "Mul"}:
             return None
@@ -82,7 +84,10 @@ def fold_gate_transposes(model):
             return None
         to_nchw = only_consumer(mean.output[0], "Reshape")
         conv = to_nchw and only_consumer(to_nchw.output[0], "Conv")
-        back = conv and only_consumer(conv.output[0], "Reshape")
+        after, squash = conv and only_consumer(conv.output[0]), None
+        if after is not None and after.op_type in ("Tanh", "Sigmoid"):  # bounded attention: x * tanh(conv(mean))
+            squash, after = after, only_consumer(after.output[0])
+        back = after if after is not None and after.op_type == "Reshape" else None
         if back is None or only_consumer(back.output[0]) is not scale:
             return None
         s1, s2 = _const(graph, to_nchw.input[1]), _const(graph, back.input[1])
@@ -91,7 +96,7 @@ def fold_gate_transposes(model):
             return None
         if sorted(scale.input) != sorted([gate.output[0], back.output[0]]):
             return None
-        return mean, back, conv, scale
+        return mean, back, conv, scale, squash
 
     removed, changed = [], set()
     for t1 in list(graph.node):
@@ -124,10 +129,11 @@ def fold_gate_transposes(model):
         if squash is not None:
             changed.add(squash.output[0])
         if tail is not None:
-            mean, back, conv, scale = tail
+            mean, back, conv, scale, vector_squash = tail
+            vector = (vector_squash or conv).output[0]  # already [N, C, 1, 1]
             _set_attr(mean, "axes", [2, 3])
-            changed.update([mean.output[0], conv.output[0]])
-            scale.input[list(scale.input).index(back.output[0])] = conv.output[0]  # already [N, C, 1, 1]
+            changed.update([mean.output[0], conv.output[0], vector])
+            scale.input[list(scale.input).index(back.output[0])] = vector
             removed.append(back)
         last.output[0] = t2.output[0]
         removed += [t1, t2]

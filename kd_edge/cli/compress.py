@@ -242,7 +242,7 @@ def bound_attention(model, out, calib, calib_count, calib_size, margin, force):
     scales = [row["scale"] for row in step["layers"].values()]
     click.echo(f"bounded {len(scales)} channel attention layers (margin {step['margin']}; scales "
                f"{min(scales):.2f}..{max(scales):.2f})")
-    click.echo(f"output change on {step['calibration']['images']} calibration images: {change['min']:.1f} dB at worst, "
-               f"{change['mean']:.1f} dB mean (PSNR of the new output against the old)")
+    click.echo(f"output change on {step['calibration']['images']} calibration images: {change['min']} dB at worst, "
+               f"{change['mean']} dB mean (PSNR of the new output against the old)")
     click.echo(f"largest activation on the stress inputs: {peak['before']} -> {peak['after']}")
     click.echo(f"wrote {out} (+ {out.name}.json), sha256 {manifest['sha256'][:12]}")
