@@ -112,17 +112,22 @@ def _prepare_out(out, force):
     return out
 
 
-def _check_resume_matches(out, what):
-    """Refuse to resume a run that trained something else in the same folder."""
+def _resumed_run_info(out):
+    """The ``run`` record of the train.json in ``out`` when there is a checkpoint to resume from, else None."""
     import json
 
     info_path = Path(out) / "train.json"
     if not (Path(out) / "ckpt" / "checkpoint").is_file() or not info_path.is_file():
-        return
+        return None
     try:
-        previous = json.loads(info_path.read_text()).get("run", {})
+        return json.loads(info_path.read_text()).get("run", {})
     except ValueError:
-        return
+        return None
+
+
+def _check_resume_matches(out, what):
+    """Refuse to resume a run that trained something else in the same folder."""
+    previous = _resumed_run_info(out) or {}
     for key, value in what.items():
         if key in previous and previous[key] != value:
             raise KdEdgeError(f"{out}: holds checkpoints of a run with {key}={previous[key]!r}, not {value!r}; "
@@ -133,18 +138,12 @@ def _build_overrides(out, arch):
     """Overrides for building ``arch`` by name in run folder ``out``: a run resumed from a checkpoint made before
     edge-* builds bounded their channel attention (its train.json records no ``attention``) rebuilds NAFNet's linear
     attention, so its weights go back into the network they were trained in. Empty for a new run."""
-    import json
-
     from kd_edge.models.registry import get_spec
 
     if arch is None or "attention" not in get_spec(arch).defaults:
         return {}
-    info_path = Path(out) / "train.json"
-    if not (Path(out) / "ckpt" / "checkpoint").is_file() or not info_path.is_file():
-        return {}
-    try:
-        previous = json.loads(info_path.read_text()).get("run", {})
-    except ValueError:
+    previous = _resumed_run_info(out)
+    if previous is None:
         return {}
     return {"attention": previous.get("attention", "linear")}
 
