@@ -193,6 +193,13 @@ def convert_one(target, source, out_dir, size, options, log=print):
             note = int8_clip_note(source.model)
             if note:
                 facts["notes"] = list(facts.get("notes") or []) + [note]
+        if target.precision == "fp16":  # a GPU delegate computes in fp16; parity on a CPU cannot show overflow
+            from kd_edge.converters.fp16_range import fp16_range, fp16_range_note
+
+            facts["fp16_range"] = fp16_range(source)
+            note = fp16_range_note(facts["fp16_range"])
+            if note:
+                facts["notes"] = list(facts.get("notes") or []) + [note]
         parity, probe_bytes = _run_gate(target, source, tmp, size, options)
         manifest = build_manifest(target, source, size, tmp, final, extra, facts, parity, options)
         passed = parity.get("passed")

@@ -92,6 +92,17 @@ def test_manifest_and_parity(all_out, model_path, keras_model, target):
     assert m["tiling"] == {"tile": SIZE, "overlap": 32}
     assert m["tools"]["tensorflow"] and m["tools"]["coremltools"]
     assert m["op_count"] == sum(m["ops"].values()) > 10
+    if precision == "fp16":  # the activations' headroom below fp16's 65504, measured on the Keras model
+        from kd_edge.models.attention_bound import largest_activation
+        from kd_edge.stress_inputs import stress_inputs
+
+        peak, _ = largest_activation(keras_model, [image for _, image in stress_inputs(64, stride=4)])
+        fp16 = m["fp16_range"]
+        assert fp16["measured"] and fp16["within"] and fp16["limit"] == 65504.0
+        assert fp16["largest_activation"] == pytest.approx(peak, rel=1e-6)
+        assert fp16["headroom"] == pytest.approx(65504.0 / peak, rel=1e-6)
+    else:
+        assert "fp16_range" not in m
     parity = m["parity"]
     assert parity["threshold_db"] == THRESHOLDS_DB[precision]
     if ecosystem == "coreml" and sys.platform != "darwin":
