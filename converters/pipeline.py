@@ -177,6 +177,12 @@ def build_manifest(target, source, size, tmp_artifact, final_artifact, extra, fa
     return manifest
 
 
+def _add_note(facts, note):
+    """Append ``note`` (if any) to the manifest facts' ``notes``, printed under the artifact's row."""
+    if note:
+        facts["notes"] = list(facts.get("notes") or []) + [note]
+
+
 def convert_one(target, source, out_dir, size, options, log=print):
     final = artifact_path(out_dir, source.stem, target)
     tmp = final.with_name(f".{final.name}.{uuid.uuid4().hex[:8]}.tmp{target.suffix}")
@@ -190,16 +196,12 @@ def convert_one(target, source, out_dir, size, options, log=print):
         if target.ecosystem == "tflite" and target.precision == "int8":  # ONNX folds the clip into its Q/DQ
             from kd_edge.models.gate_clip import int8_clip_note
 
-            note = int8_clip_note(source.model)
-            if note:
-                facts["notes"] = list(facts.get("notes") or []) + [note]
+            _add_note(facts, int8_clip_note(source.model))
         if target.precision == "fp16":  # a GPU delegate computes in fp16; parity on a CPU cannot show overflow
             from kd_edge.converters.fp16_range import fp16_range, fp16_range_note
 
             facts["fp16_range"] = fp16_range(source)
-            note = fp16_range_note(facts["fp16_range"])
-            if note:
-                facts["notes"] = list(facts.get("notes") or []) + [note]
+            _add_note(facts, fp16_range_note(facts["fp16_range"]))
         parity, probe_bytes = _run_gate(target, source, tmp, size, options)
         manifest = build_manifest(target, source, size, tmp, final, extra, facts, parity, options)
         passed = parity.get("passed")
