@@ -26,17 +26,16 @@ def _measure(model, stride):
     import math
 
     from kd_edge.models.attention_bound import largest_activation
-    from kd_edge.stress_inputs import stress_inputs
+    from kd_edge.stress_inputs import size_multiple, stress_inputs
 
-    size = math.lcm(PROBE_SIZE, 8, max(1, int(stride)))
+    size = math.lcm(PROBE_SIZE, size_multiple(stride))
     images = stress_inputs(size, stride=stride)
     try:
         peak, where = largest_activation(model, [image for _, image in images])
     except (AttributeError, TypeError, ValueError) as exc:  # not a functional Keras graph (e.g. a SavedModel)
         return {"measured": False, "reason": f"the model cannot be probed layer by layer: {exc}".splitlines()[0]}
-    headroom = FP16_MAX / peak if peak > 0 else math.inf
     return {"measured": True, "largest_activation": peak, "input": images[where][0], "limit": FP16_MAX,
-            "headroom": None if math.isinf(headroom) else headroom, "within": peak <= FP16_MAX,
+            "headroom": FP16_MAX / peak if peak > 0 else None, "within": peak <= FP16_MAX,
             "probe": f"Keras model, every layer's output on the {len(images)} stress inputs of {size}x{size} px"}
 
 

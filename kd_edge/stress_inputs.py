@@ -31,7 +31,8 @@ NEAR_BLACK_LEVEL = 0.01    # mean of the near-black image ...
 NEAR_BLACK_NOISE = 0.01    # ... plus uniform noise of this amplitude (+-)
 
 
-def _multiple(stride) -> int:
+def size_multiple(stride) -> int:
+    """What every side of a stress input must be a multiple of for a model of ``stride``."""
     return math.lcm(BASE_MULTIPLE, max(1, int(stride)))
 
 
@@ -44,7 +45,7 @@ def _checkerboard(size, cell):
 def stress_inputs(size: int = 64, stride: int = 1) -> list[tuple[str, np.ndarray]]:
     """[(name, float32 size x size x 3 image in [0, 1])]; ``size`` must be a multiple of 8 and of ``stride``."""
     size = int(size)
-    multiple = _multiple(stride)
+    multiple = size_multiple(stride)
     if size < multiple or size % multiple:
         raise KdEdgeError(f"stress_inputs: size {size} must be a positive multiple of {multiple} "
                           f"(8 and the model's stride {stride})")
@@ -86,7 +87,7 @@ def noisy_saturated_fields(size: int = 128, stride: int = 1) -> list[tuple[str, 
     from kd_edge.images import to_uint
 
     size = int(size)
-    multiple = _multiple(stride)
+    multiple = size_multiple(stride)
     if size < multiple or size % multiple:
         raise KdEdgeError(f"noisy_saturated_fields: size {size} must be a positive multiple of {multiple}")
     rng = np.random.default_rng(NOISE_SEED + 1)
@@ -122,7 +123,7 @@ def real_photo_inputs(root=None, stride: int = 1, *, max_side: int | None = None
     root = Path(root) if root is not None else realblur.default_dir()
     if not root.is_dir():
         return []
-    multiple = _multiple(stride)
+    multiple = size_multiple(stride)
 
     def crop(path):
         return centre_crop_to_multiple(read_image(path).rgb.astype(np.float32), multiple, max_side)
