@@ -6,6 +6,9 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.kd-edge-installed-$(shell (cat setup.cfg pyproject.toml | sha256sum 2>/dev/null || shasum -a 256 setup.cfg) | cut -c1-16)
 OUT    ?= runs/make-run
 PYTEST_ARGS ?=
+# Test processes (pytest-xdist): 2 fits the 2-core CI host; each test file runs whole in one process, so its
+# module fixtures are built once. PYTEST_WORKERS=0 runs the suite in this process, one test after another.
+PYTEST_WORKERS ?= 2
 
 .PHONY: run test install clean help
 
@@ -26,7 +29,7 @@ run: $(STAMP)
 	$(VENV)/bin/kd-edge run --out $(OUT)
 
 test: $(STAMP)
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info
